@@ -1,0 +1,100 @@
+"""``latents.h5``: every frame encoded once by V (mu, logvar), aligned with actions, rewards and dones,
+and the sequence batches M trains on.
+
+Layout: ``/episode_<id>/{mu, logvar}`` (T+1, Z) float32, ``actions`` (T, A), ``rewards`` (T,),
+``terminations`` (T,); file attrs ``vae_fingerprint``, ``z_dim``, ``action_dim``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from data.store import atomic_path, episode_key
+
+
+@dataclass
+class LatentEpisode:
+    id: int
+    mu: np.ndarray  # (T+1, Z)
+    logvar: np.ndarray  # (T+1, Z)
+    actions: np.ndarray  # (T, A)
+    rewards: np.ndarray  # (T,)
+    terminations: np.ndarray  # (T,)
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+
+def write(path: Path, episodes: Iterator[LatentEpisode], attrs: dict) -> None:
+    """Write all episodes, atomically: the file appears under its name only when complete."""
+    tmp = atomic_path(path)
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update(attrs)
+        for ep in episodes:
+            g = f.create_group(episode_key(ep.id))
+            for name in ("mu", "logvar", "actions", "rewards", "terminations"):
+                g.create_dataset(name, data=getattr(ep, name))
+            g.attrs["id"] = ep.id
+    os.replace(tmp, path)
+
+
+def read_attrs(path: Path) -> dict:
+    try:
+        with h5py.File(path, "r") as f:
+            return dict(f.attrs)
+    except OSError:
+        return {}
+
+
+def read(path: Path) -> list[LatentEpisode]:
+    with h5py.File(path, "r") as f:
+        eps = [LatentEpisode(int(g.attrs["id"]), g["mu"][()], g["logvar"][()], g["actions"][()],
+                             g["rewards"][()], g["terminations"][()]) for g in f.values()]
+    return sorted(eps, key=lambda e: e.id)
+
+
+def windows(episodes: list[LatentEpisode], seq_len: int) -> list[tuple[int, int]]:
+    """(episode index, start) pairs covering every step: full-length windows where an episode is long
+    enough (the last one shifted back to end at T), one padded window where it is shorter."""
+    out = []
+    for i, ep in enumerate(episodes):
+        if ep.length <= seq_len:
+            out.append((i, 0))
+        else:
+            starts = list(range(0, ep.length - seq_len, seq_len)) + [ep.length - seq_len]
+            out.extend((i, s) for s in starts)
+    return out
+
+
+def batch(episodes: list[LatentEpisode], picks: list[tuple[int, int]], seq_len: int,
+          rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Padded tensors for the windows ``picks``, with z re-sampled from N(mu, sigma) for this batch:
+    z (B, L, Z) input, z_next (B, L, Z) target, actions (B, L, A), rewards, dones, mask (B, L)."""
+    b = len(picks)
+    z_dim, a_dim = episodes[0].mu.shape[1], episodes[0].actions.shape[1]
+    mu = np.zeros((b, seq_len + 1, z_dim), np.float32)
+    logvar = np.zeros_like(mu)
+    actions = np.zeros((b, seq_len, a_dim), np.float32)
+    rewards = np.zeros((b, seq_len), np.float32)
+    dones = np.zeros((b, seq_len), np.float32)
+    mask = np.zeros((b, seq_len), np.float32)
+    for j, (i, s) in enumerate(picks):
+        ep = episodes[i]
+        n = min(seq_len, ep.length - s)
+        mu[j, : n + 1] = ep.mu[s: s + n + 1]
+        logvar[j, : n + 1] = ep.logvar[s: s + n + 1]
+        actions[j, :n] = ep.actions[s: s + n]
+        rewards[j, :n] = ep.rewards[s: s + n]
+        dones[j, :n] = ep.terminations[s: s + n]
+        mask[j, :n] = 1
+    z = mu + rng.standard_normal(mu.shape, dtype=np.float32) * np.exp(0.5 * logvar)
+    t = torch.from_numpy
+    return {"z": t(z[:, :-1]), "z_next": t(z[:, 1:]), "actions": t(actions), "rewards": t(rewards),
+            "dones": t(dones), "mask": t(mask)}

@@ -1,0 +1,240 @@
+"""The rollout store: HDF5 shards in Minari's per-episode layout (DESIGN §4), safe against kills.
+
+A directory ``data/<env>/`` holds
+
+    shard_<first>-<last>.h5         packed episodes (many per file)
+    .staging/episode_<id>.h5        single finished episodes not yet packed
+
+Every file is written to ``<name>.tmp`` and then renamed, so a file that has its final name is always
+complete: a kill loses only the episode (or the pack) in flight. A worker writes each finished episode
+to staging at once, then packs its staged episodes into a shard every ``shard_size`` episodes; after a
+pack the staged copies are deleted. A kill between the rename and the delete leaves an episode in both
+places; ``recover()`` resolves that by dropping the staged copy, so no episode is ever duplicated.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+FRAME_SHAPE = (64, 64, 3)
+STAGING = ".staging"
+OBS_CHUNK_FRAMES = 32
+
+
+class StoreError(Exception):
+    """A rollout file or folder that cannot be used; the message names it and says what to do."""
+
+
+@dataclass
+class Episode:
+    """One complete episode. ``observations`` has one more frame than there are actions."""
+
+    id: int
+    observations: np.ndarray  # (T+1, 64, 64, 3) uint8
+    actions: np.ndarray  # (T, A) float32
+    rewards: np.ndarray  # (T,) float32
+    terminations: np.ndarray  # (T,) bool
+    truncations: np.ndarray  # (T,) bool
+    seed: int
+    policy: str
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    """Where one stored episode lives, and its length T (number of actions)."""
+
+    path: Path
+    id: int
+    length: int
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.id)
+
+
+@dataclass
+class ShardInfo:
+    """File-level attributes every shard carries."""
+
+    env: str
+    spaces: dict
+    preprocessing: str
+    extra: dict = field(default_factory=dict)
+
+    def attrs(self) -> dict:
+        return {
+            "env_name": self.env,
+            "spaces": json.dumps(self.spaces),
+            "preprocessing": self.preprocessing,
+            "format_version": FORMAT_VERSION,
+            **self.extra,
+        }
+
+
+def episode_key(episode_id: int) -> str:
+    return f"episode_{episode_id}"
+
+
+def atomic_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _write_episode(f: h5py.File, ep: Episode) -> None:
+    g = f.create_group(episode_key(ep.id))
+    chunk = (min(OBS_CHUNK_FRAMES, len(ep.observations)), *FRAME_SHAPE)
+    g.create_dataset("observations", data=ep.observations, chunks=chunk, compression="gzip", compression_opts=4)
+    g.create_dataset("actions", data=ep.actions)
+    g.create_dataset("rewards", data=ep.rewards.astype(np.float32))
+    g.create_dataset("terminations", data=ep.terminations.astype(bool))
+    g.create_dataset("truncations", data=ep.truncations.astype(bool))
+    g.attrs.update({"id": ep.id, "seed": ep.seed, "total_steps": ep.length, "policy": ep.policy})
+
+
+def write_file(path: Path, episodes: list[Episode], info: ShardInfo) -> None:
+    """Write ``episodes`` into a new file at ``path``, atomically (tmp file, fsync, rename)."""
+    tmp = atomic_path(path)
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update(info.attrs())
+        for ep in episodes:
+            _write_episode(f, ep)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_episode(ref: EpisodeRef) -> Episode:
+    with h5py.File(ref.path, "r") as f:
+        g = f[ref.key]
+        return Episode(
+            id=ref.id,
+            observations=g["observations"][()],
+            actions=g["actions"][()],
+            rewards=g["rewards"][()],
+            terminations=g["terminations"][()],
+            truncations=g["truncations"][()],
+            seed=int(g.attrs["seed"]),
+            policy=str(g.attrs["policy"]),
+        )
+
+
+def read_observations(ref: EpisodeRef) -> np.ndarray:
+    """(T+1, 64, 64, 3) uint8 frames of one episode."""
+    with h5py.File(ref.path, "r") as f:
+        return f[ref.key]["observations"][()]
+
+
+class RolloutStore:
+    """All rollouts of one env in one folder. Reading never needs every frame in memory at once."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.staging = self.root / STAGING
+
+    # -- reading -------------------------------------------------------------------------------
+    def files(self) -> list[Path]:
+        shards = sorted(self.root.glob("*.h5"))
+        staged = sorted(self.staging.glob("*.h5")) if self.staging.is_dir() else []
+        return shards + staged
+
+    def _scan(self, path: Path) -> tuple[dict, list[EpisodeRef]]:
+        try:
+            f = h5py.File(path, "r")
+        except OSError:
+            raise StoreError(
+                f"{path} is not a readable HDF5 file (truncated or not HDF5): move it out of "
+                f"{self.root} and re-run 01_collect.py to replace its episodes"
+            ) from None
+        with f:
+            if "format_version" not in f.attrs or "env_name" not in f.attrs:
+                raise StoreError(
+                    f"{path} is not a rollout shard written by 01_collect.py: move it out of {self.root}"
+                )
+            if int(f.attrs["format_version"]) != FORMAT_VERSION:
+                raise StoreError(
+                    f"{path} has rollout format {int(f.attrs['format_version'])}, this code reads "
+                    f"{FORMAT_VERSION}: collect the data again into a new folder"
+                )
+            refs = []
+            for key, g in f.items():
+                obs = g.get("observations")
+                if not isinstance(obs, h5py.Dataset) or obs.shape[1:] != FRAME_SHAPE or obs.dtype != np.uint8:
+                    raise StoreError(
+                        f"{path}: {key}/observations must be (T+1, 64, 64, 3) uint8 frames: move the file "
+                        f"out of {self.root} and re-run 01_collect.py"
+                    )
+                refs.append(EpisodeRef(path, int(g.attrs["id"]), int(g.attrs["total_steps"])))
+            return dict(f.attrs), refs
+
+    def index(self) -> list[EpisodeRef]:
+        """Every stored episode, sorted by id (a staged copy of a packed episode is ignored)."""
+        found: dict[int, EpisodeRef] = {}
+        for path in self.files():
+            for ref in self._scan(path)[1]:
+                found.setdefault(ref.id, ref)
+        return [found[i] for i in sorted(found)]
+
+    def attrs(self) -> dict:
+        """File attributes of the first shard (all shards of one folder share them)."""
+        files = self.files()
+        if not files:
+            raise StoreError(f"no rollouts in {self.root}: run 01_collect.py first, or pass --data DIR")
+        return self._scan(files[0])[0]
+
+    def require(self) -> list[EpisodeRef]:
+        """Like ``index`` but a missing or empty folder is an error naming what to run."""
+        if not self.root.is_dir():
+            raise StoreError(f"data folder {self.root} does not exist: run 01_collect.py first, or pass --data DIR")
+        refs = self.index()
+        if not refs:
+            raise StoreError(f"no rollouts in {self.root}: run 01_collect.py first, or pass --data DIR")
+        return refs
+
+    # -- writing -------------------------------------------------------------------------------
+    def stage(self, episode: Episode, info: ShardInfo) -> Path:
+        """Store one finished episode at once in its own file (atomic)."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{episode_key(episode.id)}.h5"
+        write_file(path, [episode], info)
+        return path
+
+    def pack(self, staged: list[Path], info: ShardInfo) -> Path | None:
+        """Move staged episodes into one new shard, then delete the staged files."""
+        if not staged:
+            return None
+        episodes = [read_episode(ref) for p in staged for ref in self._scan(p)[1]]
+        ids = sorted(ep.id for ep in episodes)
+        path = self.root / f"shard_{ids[0]:06d}-{ids[-1]:06d}.h5"
+        n = 1
+        while path.exists():
+            path = self.root / f"shard_{ids[0]:06d}-{ids[-1]:06d}_{n}.h5"
+            n += 1
+        write_file(path, sorted(episodes, key=lambda e: e.id), info)
+        for p in staged:
+            p.unlink()
+        return path
+
+    def recover(self, info: ShardInfo) -> None:
+        """Tidy what a kill left behind: unfinished ``.tmp`` files, staged copies of packed episodes,
+        and staged episodes that were never packed (packed now)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for tmp in list(self.root.glob("*.tmp")) + list(self.staging.glob("*.tmp")):
+            tmp.unlink()
+        packed = {ref.id for p in sorted(self.root.glob("*.h5")) for ref in self._scan(p)[1]}
+        leftover = []
+        for p in sorted(self.staging.glob("*.h5")) if self.staging.is_dir() else []:
+            ids = {ref.id for ref in self._scan(p)[1]}
+            if ids <= packed:
+                p.unlink()
+            else:
+                leftover.append(p)
+        self.pack(leftover, info)

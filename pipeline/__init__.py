@@ -1,0 +1,1 @@
+"""Shared machinery of the numbered stages: CLI contract, run config, checkpoints, metrics, plots."""

@@ -1,0 +1,38 @@
+"""The checkpoint format, defined once: a dict of tensors and plain values, written atomically.
+
+Every ``.pt`` file loads with ``torch.load(path, weights_only=True)`` and holds the config needed to
+rebuild its module under ``"config"``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from pipeline.cli import UsageError
+
+
+def save(path: Path, payload: dict) -> None:
+    """Write then rename, so a kill never leaves a half-written checkpoint under the real name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: Path, made_by: str) -> dict:
+    """Load a checkpoint; a missing or damaged file is a UsageError naming ``made_by``, the script to run."""
+    if not path.exists():
+        raise UsageError(f"{path} not found: run {made_by} first (or pass the right --run)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError):
+        raise UsageError(f"{path} is corrupted or not a checkpoint: delete it and run {made_by} again") from None
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise UsageError(f"{path} is not a checkpoint of this project: delete it and run {made_by} again")
+    return payload

@@ -1,0 +1,129 @@
+"""The command-line contract every stage keeps (DESIGN §3), and its one-line errors.
+
+Every stage takes ``--env``, ``--data``, ``--run``, ``--seed`` and ``--preset``; bad input ends in one line
+on stderr that names the flag or file and the fix, with exit code 2 and no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import envs
+from data.store import StoreError
+from pipeline.presets import PRESETS
+
+
+class UsageError(Exception):
+    """Bad input from the user: the message names the file or flag and says what to do."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (not the usage block) and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 0, False, "a positive integer")
+nonneg_int = _number(int, 0, True, "a non-negative integer")
+positive_float = _number(float, 0.0, False, "a positive number")
+
+
+def fraction(text: str) -> float:
+    value = _number(float, 0.0, True, "a number in [0, 1)")(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number in [0, 1)")
+    return value
+
+
+def stage_parser(description: str) -> Parser:
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--env", default="carracing", help=f"data source: {', '.join(envs.names())}")
+    p.add_argument("--data", type=Path, help="rollout folder (default: data/<env>)")
+    p.add_argument("--run", type=Path, help="run folder for checkpoints, metrics and plots (default: results/<env>)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed that makes the stage reproducible")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named smaller-scale settings (see pipeline/presets.py)")
+    return p
+
+
+def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse, apply ``--preset`` to the defaults, and resolve env, data and run folders."""
+    known, _ = parser.parse_known_args(argv)
+    if known.preset:
+        parser.set_defaults(**PRESETS[known.preset].get(stage, {}))
+    args = parser.parse_args(argv)
+    try:
+        args.source = envs.get(args.env)
+    except KeyError as e:
+        parser.error(f"argument --env: {e.args[0]}")
+    args.data = args.data or Path("data") / args.env
+    args.run = args.run or Path("results") / args.env
+    return args
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a stage's ``main``; turn bad input into one line and exit 2, Ctrl-C into exit 130."""
+    prog = Path(sys.argv[0]).name
+    try:
+        main()
+    except (UsageError, StoreError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+# -- the run folder's config.json -------------------------------------------------------------------
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_config(run: Path) -> dict:
+    path = run / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UsageError(f"{path} is not valid JSON: fix or delete it") from None
+
+
+def save_stage_config(run: Path, stage: str, args: argparse.Namespace, **extra) -> dict:
+    """Record the stage's resolved settings under ``config.json[stage]``; returns that entry."""
+    run.mkdir(parents=True, exist_ok=True)
+    config = load_config(run)
+    entry = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "source"}
+    entry.update(extra)
+    config[stage] = entry
+    atomic_write_text(run / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    return entry
+
+
+def stage_config(run: Path, stage: str, script: str) -> dict:
+    """The settings an earlier stage recorded; a clear error naming the script if it never ran."""
+    entry = load_config(run).get(stage)
+    if entry is None:
+        raise UsageError(f"{run / 'config.json'} has no '{stage}' entry: run {script} with --run {run} first")
+    return entry

@@ -1,0 +1,97 @@
+"""One optimisation step and one validation pass for V and for M, shared by the stages and bench/."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from data import latents as latent_data
+from models import mdnrnn as mdn
+from models.vae import ConvVAE, to_input
+from pipeline.cli import UsageError
+from pipeline.device import autocast
+
+
+class Averages:
+    """Running sums of scalar tensors, read out (and reset) as plain floats."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: dict[str, torch.Tensor], n: int = 1) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0) + v.detach().float() * n
+        self.count += n
+
+    def pop(self) -> dict[str, float]:
+        out = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return out
+
+
+def check_finite(terms: dict[str, torch.Tensor], where: str) -> None:
+    if not torch.isfinite(terms["loss"]):
+        raise UsageError(f"loss became {float(terms['loss'])} at {where}; the last good checkpoint is kept. "
+                         "Lower --lr or check the data")
+
+
+def vae_step(vae: ConvVAE, opt: torch.optim.Optimizer, frames: torch.Tensor, device: torch.device) -> dict:
+    """frames (B, 64, 64, 3) uint8 → one Adam step; returns the loss terms (detached tensors)."""
+    x = to_input(frames.to(device, non_blocking=True))
+    with autocast(device):
+        recon, mu, logvar = vae(x)
+    terms = vae.loss(x, recon, mu, logvar)
+    opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    opt.step()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+@torch.no_grad()
+def vae_validate(vae: ConvVAE, batches: Iterable[torch.Tensor], device: torch.device) -> dict[str, float]:
+    avg = Averages()
+    vae.eval()
+    for frames in batches:
+        x = to_input(frames.to(device))
+        with autocast(device):
+            recon, mu, logvar = vae(x)
+        avg.add(vae.loss(x, recon, mu, logvar), len(frames))
+    vae.train()
+    return avg.pop()
+
+
+def mdn_step(model: mdn.MDNRNN, opt: torch.optim.Optimizer, batch: dict, device: torch.device,
+             grad_clip: float, done_weight: float) -> dict:
+    """One teacher-forced step on a batch from ``data.latents.batch``; gradient norm clipped."""
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    with autocast(device):
+        out, _, extras = model(b["z"], b["actions"])
+    out = mdn.MDNOutput(*(t.float() for t in out))
+    terms = mdn.loss(out, b["z_next"], b["rewards"], b["dones"], b["mask"], done_weight)
+    total = terms["loss"] + sum(v for k, v in extras.items() if k.startswith("loss_"))
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return {k: v.detach() for k, v in {**terms, **extras}.items()}
+
+
+@torch.no_grad()
+def mdn_validate(model: mdn.MDNRNN, episodes: list[latent_data.LatentEpisode], seq_len: int, batch: int,
+                 device: torch.device, done_weight: float, seed: int) -> dict[str, float]:
+    """Validation losses over every window of ``episodes`` (z sampled with a fixed seed)."""
+    avg = Averages()
+    rng = np.random.default_rng(seed)
+    picks = latent_data.windows(episodes, seq_len)
+    model.eval()
+    for s in range(0, len(picks), batch):
+        b = {k: v.to(device) for k, v in latent_data.batch(episodes, picks[s: s + batch], seq_len, rng).items()}
+        with autocast(device):
+            out, _, extras = model(b["z"], b["actions"])
+        out = mdn.MDNOutput(*(t.float() for t in out))
+        avg.add({**mdn.loss(out, b["z_next"], b["rewards"], b["dones"], b["mask"], done_weight), **extras},
+                int(b["mask"].sum()))
+    model.train()
+    return avg.pop()
