@@ -18,9 +18,19 @@ from tqdm import tqdm
 from data.frames import FrameBlocks, sample_frames, split
 from data.store import RolloutStore
 from models.vae import ConvVAE, VAEConfig, to_frames, to_input
-from pipeline import checkpoint, device as devices, plots
-from pipeline.cli import (UsageError, fraction, nonneg_int, parse_stage_args, positive_float, positive_int,
-                          run_main, save_stage_config, stage_parser)
+from pipeline import checkpoint, plots
+from pipeline import device as devices
+from pipeline.cli import (
+    UsageError,
+    fraction,
+    nonneg_int,
+    parse_stage_args,
+    positive_float,
+    positive_int,
+    run_main,
+    save_stage_config,
+    stage_parser,
+)
 from pipeline.metrics import CsvLog
 from pipeline.training import Averages, check_finite, vae_step, vae_validate
 

@@ -36,7 +36,7 @@ class EnvSource(ABC):
         """C's tanh outputs (A,) in [-1, 1] → the env's action."""
 
     @abstractmethod
-    def exploration_policy(self, kind: str, rng: np.random.Generator) -> "ExplorationPolicy":
+    def exploration_policy(self, kind: str, rng: np.random.Generator) -> ExplorationPolicy:
         """The policy 01_collect.py plays: ``brownian`` or ``random``."""
 
     def space_json(self, env: gym.Env) -> dict:

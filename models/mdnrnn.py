@@ -76,7 +76,7 @@ class MDNRNN(nn.Module):
         return {"config": asdict(self.config), "model": self.state_dict()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "MDNRNN":
+    def from_state(cls, state: dict) -> MDNRNN:
         m = cls(MDNRNNConfig(**state["config"]))
         m.load_state_dict(state["model"])
         return m

@@ -63,7 +63,7 @@ class ConvVAE(nn.Module):
         return {"config": asdict(self.config), "model": self.state_dict()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "ConvVAE":
+    def from_state(cls, state: dict) -> ConvVAE:
         vae = cls(VAEConfig(**state["config"]))
         vae.load_state_dict(state["model"])
         return vae

@@ -5,24 +5,22 @@ rebuild its module under ``"config"``.
 """
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
-from pipeline.cli import UsageError
+from pipeline.cli import UsageError, atomic_write_bytes
 
 
 def save(path: Path, payload: dict) -> None:
     """Write then rename, so a kill never leaves a half-written checkpoint under the real name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load(path: Path, made_by: str) -> dict:

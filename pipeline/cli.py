@@ -94,10 +94,18 @@ def run_main(main: Callable[[], None]) -> None:
 
 
 # -- the run folder's config.json -------------------------------------------------------------------
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write then rename: the file under ``path`` is always either the old or the new version."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def load_config(run: Path) -> dict:

@@ -157,7 +157,7 @@ def _run_workers(job: CollectJob, missing: list[int], workers: int, bar: tqdm) -
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
                     raise RuntimeError(f"a collection worker died (exit code {dead[0].exitcode}); "
-                                       "re-run the same command to complete the dataset")
+                                       "re-run the same command to complete the dataset") from None
                 continue
             if kind == "episode":
                 bar.update()

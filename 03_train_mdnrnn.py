@@ -1,0 +1,142 @@
+"""Stage 03: encode every frame once with V, then train M (the MDN-RNN) on the latent sequences.
+
+    python 03_train_mdnrnn.py --env carracing --core lstm --epochs 20 --seq-len 999
+
+Writes <run>/latents.h5 (mu, logvar per frame; re-encoded only when V or the data changed),
+<run>/mdnrnn.pt (checkpoint with optimiser every epoch; re-running resumes), metrics/mdnrnn.csv and
+plots/mdnrnn_loss.png.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data import latents as latent_data
+from data.frames import split
+from data.store import RolloutStore, read_episode
+from models.cores import CORES
+from models.mdnrnn import MDNRNN, MDNRNNConfig
+from models.vae import ConvVAE, to_input
+from pipeline import checkpoint, plots
+from pipeline import device as devices
+from pipeline.cli import (
+    UsageError,
+    fraction,
+    parse_stage_args,
+    positive_float,
+    positive_int,
+    run_main,
+    save_stage_config,
+    stage_parser,
+)
+from pipeline.metrics import CsvLog
+from pipeline.training import Averages, check_finite, mdn_step, mdn_validate
+
+LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
+
+
+def main() -> None:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--core", choices=sorted(CORES), default="lstm", help="M's recurrent core")
+    p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training sequences")
+    p.add_argument("--batch", type=positive_int, default=100, help="sequences per batch")
+    p.add_argument("--seq-len", type=positive_int, default=999, help="steps per training sequence (teacher forcing)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--hidden", type=positive_int, default=256, help="size of the recurrent state")
+    p.add_argument("--mixtures", type=positive_int, default=5, help="Gaussian components per latent dimension")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient-norm clipping")
+    p.add_argument("--done-weight", type=positive_float, default=10.0, help="weight of done=1 steps in the done BCE")
+    p.add_argument("--val-fraction", type=fraction, default=0.05, help="share of episodes held out (by id)")
+    p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
+    p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
+    args = parse_stage_args(p, "mdnrnn")
+    device = devices.resolve(args.device)
+    torch.manual_seed(args.seed)
+
+    vae_state = checkpoint.load(args.run / "vae.pt", "02_train_vae.py")
+    refs = RolloutStore(args.data).require()
+    episodes = encode_latents(args, vae_state, refs, device)
+    train_refs, val_refs = split(refs, args.val_fraction)
+    val_ids = {r.id for r in val_refs}
+    train = [e for e in episodes if e.id not in val_ids]
+    val = [e for e in episodes if e.id in val_ids]
+
+    config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=episodes[0].actions.shape[1],
+                          hidden=args.hidden, mixtures=args.mixtures, core=args.core)
+    model = MDNRNN(config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    ckpt_path = args.run / "mdnrnn.pt"
+    progress = {"epoch": 0, "step": 0}
+    if ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, "03_train_mdnrnn.py")
+        saved = {k: state["config"][k] for k in ("z_dim", "action_dim", "hidden", "mixtures", "core")}
+        wanted = {k: getattr(config, k) for k in saved}
+        if saved != wanted:
+            diff = ", ".join(f"{k} {saved[k]} (not {wanted[k]})" for k in saved if saved[k] != wanted[k])
+            raise UsageError(f"{ckpt_path} was trained with {diff}: pass the same settings, or a new --run")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        progress = state["progress"]
+        print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
+    save_stage_config(args.run, "mdnrnn", args, z_dim=config.z_dim, action_dim=config.action_dim,
+                      train_episodes=len(train), val_episodes=len(val))
+
+    log = CsvLog(args.run / "metrics" / "mdnrnn.csv", ["epoch", "step", *LOSSES, *(f"val_{k}" for k in LOSSES)],
+                 key="epoch", resume_after=progress["epoch"])
+    windows = latent_data.windows(train, args.seq_len)
+    for epoch in range(progress["epoch"], args.epochs):
+        rng = np.random.default_rng([args.seed, epoch])
+        order = rng.permutation(len(windows))
+        avg = Averages()
+        for s in tqdm(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
+            picks = [windows[i] for i in order[s: s + args.batch]]
+            batch = latent_data.batch(train, picks, args.seq_len, rng)
+            terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
+            avg.add(terms, int(batch["mask"].sum()))
+            progress["step"] += 1
+        row = avg.pop()
+        check_finite({"loss": torch.tensor(row["loss"])}, f"epoch {epoch + 1}, step {progress['step']}")
+        val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
+        log.write(epoch=epoch + 1, step=progress["step"], **{k: row[k] for k in LOSSES},
+                  **{f"val_{k}": val_terms[k] for k in LOSSES if k in val_terms})
+        progress["epoch"] = epoch + 1
+        checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress})
+        plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
+                     args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
+        shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""
+        print(f"epoch {epoch + 1}: nll {row['nll']:.3f}{shown}")
+    print(f"M trained for {progress['epoch']} epoch(s): {ckpt_path}")
+
+
+@torch.no_grad()
+def encode_latents(args, vae_state: dict, refs, device: torch.device) -> list[latent_data.LatentEpisode]:
+    """Encode every stored frame once with V into <run>/latents.h5, unless it is already current."""
+    path = args.run / "latents.h5"
+    fingerprint = str(vae_state.get("fingerprint", ""))
+    ids = np.array([r.id for r in refs])
+    attrs = latent_data.read_attrs(path)
+    if attrs.get("vae_fingerprint") == fingerprint and np.array_equal(attrs.get("episode_ids"), ids):
+        return latent_data.read(path)
+    vae = ConvVAE.from_state(vae_state).to(device).eval()
+
+    def encoded():
+        for ref in tqdm(refs, desc="encode frames with V", unit="ep"):
+            ep = read_episode(ref)
+            frames = torch.from_numpy(ep.observations)
+            mus, logvars = [], []
+            for s in range(0, len(frames), args.encode_batch):
+                mu, logvar = vae.encode(to_input(frames[s: s + args.encode_batch].to(device)))
+                mus.append(mu.float().cpu())
+                logvars.append(logvar.float().cpu())
+            yield latent_data.LatentEpisode(ep.id, torch.cat(mus).numpy(), torch.cat(logvars).numpy(),
+                                            ep.actions.reshape(ep.length, -1).astype(np.float32),
+                                            ep.rewards, ep.terminations)
+
+    latent_data.write(path, encoded(), {"vae_fingerprint": fingerprint, "episode_ids": ids,
+                                        "z_dim": vae.z_dim})
+    return latent_data.read(path)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,138 @@
+"""Stage 04: evolve C, the linear controller on [z, h], with CMA-ES in the real environment.
+
+    python 04_train_controller.py --env carracing --pop 64 --trials 16 --workers 64
+    python 04_train_controller.py --env carracing --evaluate 100      # mean ± std over 100 fresh episodes
+
+Every generation logs best/mean/worst fitness and sigma to metrics/controller.csv and saves the ES
+state (<run>/es_state.pkl): re-running resumes after the last completed generation. Every
+--eval-every generations (and at the last) the CMA mean is scored on --eval-episodes episodes; the
+best-scoring mean becomes <run>/controller.pt, the controller --evaluate and later stages use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import checkpoint, plots
+from pipeline.agent import WorldModel
+from pipeline.cli import (
+    UsageError,
+    atomic_write_text,
+    nonneg_int,
+    parse_stage_args,
+    positive_float,
+    positive_int,
+    run_main,
+    save_stage_config,
+    stage_parser,
+)
+from pipeline.evolution import ESState, Evaluator, episode_seeds
+from pipeline.metrics import CsvLog
+
+FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "env_steps", "seconds"]
+
+
+def main() -> None:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--pop", type=positive_int, default=64, help="CMA-ES population size")
+    p.add_argument("--trials", type=positive_int, default=16, help="episodes per candidate; fitness = mean return")
+    p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size (x0 = 0)")
+    p.add_argument("--generations", type=positive_int, default=1800, help="generations to evolve in total")
+    p.add_argument("--steps", type=positive_int, help="cap on an episode's length (default: the env's)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="evaluation processes")
+    p.add_argument("--eval-every", type=positive_int, default=25, help="generations between scorings of the CMA mean")
+    p.add_argument("--eval-episodes", type=positive_int, default=1024, help="episodes per scoring of the CMA mean")
+    p.add_argument("--evaluate", type=nonneg_int, default=0, metavar="N",
+                   help="only score the saved controller on N fresh episodes (fixed seeds) and print mean ± std")
+    args = parse_stage_args(p, "controller")
+    args.steps = args.steps or args.source.default_max_steps
+    torch.set_num_threads(1)
+
+    world = WorldModel.load(args.run, args.env)  # fails early, with the script to run, if V or M is missing
+    if args.evaluate:
+        evaluate(args, world)
+        return
+    dim = world.num_params
+    es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
+    state = ESState.load(es_path, dim) if es_path.exists() else ESState(dim, args.sigma, args.pop, args.seed)
+    if state.generation:
+        print(f"resuming from {es_path}: generation {state.generation}")
+    if state.es.popsize != args.pop:
+        raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
+                         "or delete it to start over")
+    save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
+                      controller_out=world.controller_out)
+    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
+    evaluator = Evaluator(args.run, args.env, args.steps, args.workers)
+    try:
+        for generation in tqdm(range(state.generation + 1, args.generations + 1), initial=state.generation,
+                               total=args.generations, desc="CMA-ES generations"):
+            start = time.monotonic()
+            candidates = np.asarray(state.es.ask())
+            fitness, steps = evaluator.fitness(candidates, episode_seeds(args.seed, 0, generation, args.trials))
+            if not np.all(np.isfinite(fitness)):
+                raise UsageError(f"non-finite fitness at generation {generation}; the last good ES state is kept")
+            state.es.tell(list(candidates), list(-fitness))
+            state.generation = generation
+            if fitness.max() > state.best_fitness:
+                state.best_fitness, state.best_params = float(fitness.max()), candidates[fitness.argmax()].copy()
+            row = {"eval_mean": "", "eval_std": ""}
+            if generation % args.eval_every == 0 or generation == args.generations:
+                mean = np.asarray(state.es.mean)
+                scores, eval_steps = evaluator.scores(mean, episode_seeds(args.seed, 1, generation, args.eval_episodes),
+                                                      chunk=args.trials)
+                steps += eval_steps
+                row = {"eval_mean": scores.mean(), "eval_std": scores.std()}
+                if scores.mean() > state.best_eval:
+                    state.best_eval = float(scores.mean())
+                    save_controller(ckpt_path, world, mean, state, f"CMA mean at generation {generation}",
+                                    scores)
+            log.write(generation=generation, best=fitness.max(), mean=fitness.mean(), worst=fitness.min(),
+                      sigma=state.es.sigma, env_steps=steps, seconds=time.monotonic() - start, **row)
+            state.save(es_path)
+            plots.curves(args.run / "metrics" / "controller.csv", "generation",
+                         ["best", "mean", "worst", "eval_mean"], args.run / "plots" / "controller_fitness.png",
+                         "C: CMA-ES fitness (mean return per candidate)")
+    finally:
+        evaluator.close()
+    print(f"best scored CMA mean: {state.best_eval:.1f} (controller in {ckpt_path})")
+
+
+def save_controller(path, world: WorldModel, params: np.ndarray, state: ESState, source: str,
+                    scores: np.ndarray) -> None:
+    checkpoint.save(path, {
+        "config": {"in_dim": world.controller_in, "out_dim": world.controller_out},
+        "params": torch.as_tensor(params, dtype=torch.float32),
+        "params_from": source,
+        "score_mean": float(scores.mean()), "score_std": float(scores.std()), "score_episodes": len(scores),
+        "best_candidate": torch.as_tensor(state.best_params, dtype=torch.float32),
+        "best_candidate_fitness": state.best_fitness,
+    })
+
+
+def evaluate(args, world: WorldModel) -> None:
+    ctrl = checkpoint.load(args.run / "controller.pt", "04_train_controller.py")
+    if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
+        raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
+                         f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
+    evaluator = Evaluator(args.run, args.env, args.steps, args.workers)
+    try:
+        chunk = max(1, min(args.trials, -(-args.evaluate // args.workers)))
+        scores, _ = evaluator.scores(ctrl["params"].numpy(), episode_seeds(args.seed, 2, 0, args.evaluate), chunk)
+    finally:
+        evaluator.close()
+    result = {"episodes": args.evaluate, "mean": float(scores.mean()), "std": float(scores.std()),
+              "min": float(scores.min()), "max": float(scores.max()), "seed": args.seed, "steps": args.steps,
+              "params_from": ctrl["params_from"], "returns": scores.tolist()}
+    atomic_write_text(args.run / "controller_eval.json", json.dumps(result, indent=2))
+    print(f"controller score over {args.evaluate} episodes of at most {args.steps} steps: "
+          f"{scores.mean():.1f} ± {scores.std():.1f} (min {scores.min():.1f}, max {scores.max():.1f})")
+
+
+if __name__ == "__main__":
+    run_main(main)

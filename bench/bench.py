@@ -1,0 +1,134 @@
+"""Throughput of every stage, measured side by side in one run on this machine; prints a markdown table.
+
+    python bench/bench.py [--workers N] [--quick]
+
+Figures: collection frames/s with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); V training
+images/s; M training steps/s at the paper's batch (100 sequences × 999 steps); controller-evaluation
+env-steps/s (V, M and C in the loop) next to the bare env's env-steps/s, both in one process.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import envs  # noqa: E402
+from data import latents as latent_data  # noqa: E402
+from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
+from models.controller import num_params  # noqa: E402
+from pipeline.agent import Player, WorldModel  # noqa: E402
+from pipeline.collect import CollectJob, collect  # noqa: E402
+from pipeline.training import mdn_step, vae_step  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:
+    """Seconds per call of ``fn`` after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def bench_collection(workers: int, episodes: int, steps: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        job = CollectJob(env="carracing", data=tmp, seed=0, policy="brownian", max_steps=steps, shard_size=100,
+                         episode_ids=[])
+        start = time.perf_counter()
+        collect(job, episodes, workers)
+        return episodes * steps / (time.perf_counter() - start)
+
+
+def bench_bare_env(steps: int) -> float:
+    source = envs.get("carracing")
+    env = source.make(steps)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(np.array([rng.uniform(-1, 1), rng.uniform(0, 1), 0.0], np.float32))
+    return steps / (time.perf_counter() - start)
+
+
+def bench_controller_eval(batch: int, steps: int) -> float:
+    torch.set_num_threads(1)
+    world = WorldModel(envs.get("carracing"), ConvVAE().eval(), MDNRNN().eval())
+    player = Player(world, steps)
+    params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
+    player.play(params[:1], [0])
+    start = time.perf_counter()
+    _, n = player.play(params, list(range(batch)))
+    return n / (time.perf_counter() - start)
+
+
+def bench_vae(batch: int, repeat: int) -> float:
+    torch.set_num_threads(os.cpu_count())
+    vae = ConvVAE()
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
+    frames = torch.randint(0, 256, (batch, 64, 64, 3), dtype=torch.uint8)
+    return batch / timed(lambda: vae_step(vae, opt, frames, torch.device("cpu")), repeat)
+
+
+def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> float:
+    torch.set_num_threads(os.cpu_count())
+    model = MDNRNN(MDNRNNConfig())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    eps = [latent_data.LatentEpisode(i, rng.standard_normal((seq_len + 1, 32), dtype=np.float32),
+                                     np.full((seq_len + 1, 32), -2.0, np.float32),
+                                     rng.uniform(-1, 1, (seq_len, 3)).astype(np.float32),
+                                     np.zeros(seq_len, np.float32), np.zeros(seq_len, bool)) for i in range(batch)]
+    b = latent_data.batch(eps, [(i, 0) for i in range(batch)], seq_len, rng)
+    return 1.0 / timed(lambda: mdn_step(model, opt, b, torch.device("cpu"), 1.0, 10.0), repeat)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="N for the multi-worker figures")
+    p.add_argument("--quick", action="store_true", help="smaller samples (noisier), for a smoke run")
+    args = p.parse_args()
+    n = args.workers
+    scale = 1 if args.quick else 3
+    steps = 100 * scale
+
+    rows = []
+    c1 = bench_collection(1, 2 * scale, steps)
+    cn = bench_collection(n, 2 * scale * n, steps)
+    rows.append(("collection, 1 worker", f"{c1:,.0f} frames/s", "1.00 (baseline)"))
+    rows.append((f"collection, {n} workers", f"{cn:,.0f} frames/s", f"{cn / (n * c1):.2f} of {n} × 1-worker"))
+    bare = bench_bare_env(steps * 2)
+    ctrl = bench_controller_eval(batch=4 * scale, steps=steps)
+    rows.append(("bare CarRacing-v3 env, 1 process", f"{bare:,.0f} env-steps/s", "1.00 (baseline)"))
+    rows.append(("controller evaluation (V+M+C), 1 process", f"{ctrl:,.0f} env-steps/s", f"{ctrl / bare:.2f} of bare env"))
+    vae = bench_vae(100, 3 * scale)
+    rows.append(("V training, batch 100, CPU", f"{vae:,.0f} images/s", ""))
+    mdn = bench_mdnrnn(100 if not args.quick else 20, 999 if not args.quick else 200, scale)
+    shape = "100 × 999" if not args.quick else "20 × 200"
+    rows.append((f"M training (LSTM 256), batch {shape}, CPU", f"{mdn:.3f} steps/s", ""))
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{datetime.date.today().isoformat()}{' (--quick)' if args.quick else ''}\n")
+    print("| figure | rate | ratio |\n|---|---|---|")
+    for name, rate, ratio in rows:
+        print(f"| {name} | {rate} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

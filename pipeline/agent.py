@@ -1,0 +1,87 @@
+"""V, M and C playing real episodes: many envs in lockstep, one batched model call per step.
+
+Each episode's z-sampling noise comes from its own generator seeded by the episode seed, so a return
+depends only on (controller parameters, episode seed), never on how episodes were batched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from models.controller import batched, num_params
+from models.mdnrnn import MDNRNN
+from models.vae import ConvVAE, to_input
+from pipeline import checkpoint
+
+
+@dataclass
+class WorldModel:
+    """Trained V and M of a run, plus the env source they were trained on."""
+
+    source: envs.EnvSource
+    vae: ConvVAE
+    mdnrnn: MDNRNN
+
+    @classmethod
+    def load(cls, run: Path, env: str) -> WorldModel:
+        vae = ConvVAE.from_state(checkpoint.load(run / "vae.pt", "02_train_vae.py")).eval()
+        mdnrnn = MDNRNN.from_state(checkpoint.load(run / "mdnrnn.pt", "03_train_mdnrnn.py")).eval()
+        return cls(envs.get(env), vae, mdnrnn)
+
+    @property
+    def controller_in(self) -> int:
+        return self.vae.z_dim + self.mdnrnn.state_size
+
+    @property
+    def controller_out(self) -> int:
+        return self.source.action_dim
+
+    @property
+    def num_params(self) -> int:
+        return num_params(self.controller_in, self.controller_out)
+
+
+class Player:
+    """Plays batches of real episodes; keeps its envs between calls (one per lockstep slot)."""
+
+    def __init__(self, world: WorldModel, max_steps: int):
+        self.world, self.max_steps = world, max_steps
+        self.envs: list = []
+
+    def _envs(self, n: int) -> list:
+        while len(self.envs) < n:
+            self.envs.append(self.world.source.make(self.max_steps))
+        return self.envs[:n]
+
+    @torch.no_grad()
+    def play(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
+        """params (N, P) one controller per episode, seeds (N,) → returns (N,), env steps taken."""
+        w = self.world
+        n = len(seeds)
+        envs_ = self._envs(n)
+        obs = [env.reset(seed=int(s))[0] for env, s in zip(envs_, seeds)]
+        noise = [np.random.default_rng(int(s)) for s in seeds]
+        params_t = torch.as_tensor(params, dtype=torch.float32)
+        state = w.mdnrnn.initial_state(n)
+        alive = np.ones(n, dtype=bool)
+        returns = np.zeros(n)
+        steps = 0
+        frames = np.stack([w.source.preprocess(o) for o in obs])
+        while alive.any():
+            mu, logvar = w.vae.encode(to_input(torch.from_numpy(frames)))
+            eps = torch.from_numpy(np.stack([g.standard_normal(mu.shape[1], dtype=np.float32) for g in noise]))
+            z = mu + eps * torch.exp(0.5 * logvar)
+            out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)
+            actions = np.stack([w.source.controller_action(o) for o in out.numpy()])
+            for i in np.flatnonzero(alive):
+                ob, reward, terminated, truncated, _ = envs_[i].step(actions[i])
+                frames[i] = w.source.preprocess(ob)
+                returns[i] += reward
+                steps += 1
+                alive[i] = not (terminated or truncated)
+            _, state = w.mdnrnn.step(z, torch.from_numpy(actions).float(), state)
+        return returns, steps

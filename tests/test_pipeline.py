@@ -1,0 +1,100 @@
+"""The four stage scripts end to end at tiny scale, and what they wrote."""
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import torch
+
+from conftest import TINY, run_stage
+from data.store import RolloutStore
+
+
+def rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_collect_wrote_complete_episodes(tiny_run):
+    refs = RolloutStore(tiny_run["data"]).require()
+    assert [r.id for r in refs] == [0, 1, 2, 3]
+    assert all(1 <= r.length <= 40 for r in refs)
+    assert not list((tiny_run["data"] / ".staging").glob("*.h5"))
+    config = json.loads((tiny_run["run"] / "config.json").read_text())
+    assert config["collect"]["episodes"] == 4 and config["collect"]["policy"] == "brownian"
+
+
+def test_collect_rerun_completes_the_dataset_without_rewriting(tiny_run, tmp_path):
+    data = tmp_path / "data"
+    args = ["--data", data, "--run", tmp_path / "run", "--steps", "20", "--workers", "2"]
+    run_stage("01_collect.py", *args, "--episodes", "2")
+    first = {p.name: p.read_bytes() for p in data.glob("*.h5")}
+    out = run_stage("01_collect.py", *args, "--episodes", "5")
+    assert "2 already there, 3 collected" in out.stdout
+    assert all(data.joinpath(name).read_bytes() == blob for name, blob in first.items())
+    assert [r.id for r in RolloutStore(data).index()] == [0, 1, 2, 3, 4]
+    assert "0 collected" in run_stage("01_collect.py", *args, "--episodes", "5").stdout
+
+
+def test_vae_stage_outputs(tiny_run):
+    run = tiny_run["run"]
+    state = torch.load(run / "vae.pt", weights_only=True)
+    assert state["progress"]["epoch"] == 1 and "optimizer" in state
+    assert (run / "plots" / "vae_recon_epoch_001.png").stat().st_size > 1000
+    assert (run / "plots" / "vae_loss.png").exists()
+    log = rows(run / "metrics" / "vae.csv")
+    assert log and np.isfinite(float(log[-1]["val_loss"]))
+
+
+def test_vae_resumes_and_continues_metrics_without_duplicates(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    folders = ["--data", tiny_run["data"], "--run", run]
+    run_stage("02_train_vae.py", *folders, *TINY["vae"])
+    out = run_stage("02_train_vae.py", *folders, *TINY["vae"][2:], "--epochs", "2")
+    assert "resuming" in out.stdout
+    steps = [int(r["step"]) for r in rows(run / "metrics" / "vae.csv")]
+    assert steps == sorted(set(steps))
+    assert torch.load(run / "vae.pt", weights_only=True)["progress"]["epoch"] == 2
+
+
+def test_mdnrnn_stage_outputs(tiny_run):
+    run = tiny_run["run"]
+    with h5py.File(run / "latents.h5") as f:
+        g = f["episode_0"]
+        assert g["mu"].shape[0] == g["actions"].shape[0] + 1 and g["mu"].shape[1] == 32
+    state = torch.load(run / "mdnrnn.pt", weights_only=True)
+    assert state["config"]["core"] == "lstm" and state["progress"]["epoch"] == 2
+    log = rows(run / "metrics" / "mdnrnn.csv")
+    assert [r["epoch"] for r in log] == ["1", "2"]
+    assert all(np.isfinite(float(r["val_nll"])) for r in log)
+    assert (run / "plots" / "mdnrnn_loss.png").exists()
+
+
+def test_controller_stage_outputs(tiny_run):
+    run = tiny_run["run"]
+    ctrl = torch.load(run / "controller.pt", weights_only=True)
+    assert ctrl["params"].shape == ((32 + 32 + 1) * 3,)  # [z (32), h (--hidden 32), bias] → 3 actions
+    log = rows(run / "metrics" / "controller.csv")
+    assert [r["generation"] for r in log] == ["1", "2"]
+    for r in log:
+        assert float(r["worst"]) <= float(r["mean"]) <= float(r["best"])
+        assert r["eval_mean"] != ""
+    assert (run / "es_state.pkl").exists() and (run / "plots" / "controller_fitness.png").exists()
+    result = json.loads((run / "controller_eval.json").read_text())
+    assert result["episodes"] == 3 and len(result["returns"]) == 3
+    assert f"{result['mean']:.1f} ± {result['std']:.1f}" in tiny_run["evaluate"].stdout
+
+
+def test_controller_resumes_after_the_last_generation(tiny_run):
+    out = run_stage("04_train_controller.py", *tiny_run["folders"], *TINY["controller"][:-6],
+                    "--generations", "3", "--eval-every", "5", "--eval-episodes", "2")
+    assert "resuming" in out.stdout and "generation 2" in out.stdout
+    log = rows(tiny_run["run"] / "metrics" / "controller.csv")
+    assert [r["generation"] for r in log] == ["1", "2", "3"]
+
+
+def test_evaluation_is_reproducible_and_independent_of_workers(tiny_run):
+    a = run_stage("04_train_controller.py", *tiny_run["folders"], "--steps", "30", "--workers", "1", "--evaluate", "3")
+    assert a.stdout.strip().splitlines()[-1] == tiny_run["evaluate"].stdout.strip().splitlines()[-1]
