@@ -88,12 +88,14 @@ def main() -> None:
         loader = DataLoader(data, batch_size=None, num_workers=args.loader_workers,
                             pin_memory=device.type == "cuda")
         avg = Averages()
-        for block, last_of_block, frames in tqdm(loader, total=len(data), desc=f"vae epoch {epoch + 1}/{args.epochs}"):
+        batches = len(data)
+        bar = tqdm(loader, total=batches, desc=f"vae epoch {epoch + 1}/{args.epochs}")
+        for i, (block, last_of_block, frames) in enumerate(bar):
             terms = vae_step(vae, opt, frames, device)
             avg.add(terms, len(frames))
             progress["step"] += 1
             progress["frames"] += len(frames)
-            if progress["step"] % args.log_every == 0:
+            if progress["step"] % args.log_every == 0 and i < batches - 1:  # the epoch's last row comes below
                 row = avg.pop()
                 check_finite({"loss": torch.tensor(row["loss"])}, f"step {progress['step']}")
                 log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **row)

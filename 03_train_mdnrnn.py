@@ -84,9 +84,9 @@ def main() -> None:
 
     log = CsvLog(args.run / "metrics" / "mdnrnn.csv", ["epoch", "step", *LOSSES, *(f"val_{k}" for k in LOSSES)],
                  key="epoch", resume_after=progress["epoch"])
-    windows = latent_data.windows(train, args.seq_len)
     for epoch in range(progress["epoch"], args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
+        windows = latent_data.windows(train, args.seq_len, rng)
         order = rng.permutation(len(windows))
         avg = Averages()
         for s in tqdm(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):

@@ -122,8 +122,8 @@ def evaluate(args, world: WorldModel) -> None:
                          f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
     evaluator = Evaluator(args.run, args.env, args.steps, args.workers)
     try:
-        chunk = max(1, min(args.trials, -(-args.evaluate // args.workers)))
-        scores, _ = evaluator.scores(ctrl["params"].numpy(), episode_seeds(args.seed, 2, 0, args.evaluate), chunk)
+        # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
+        scores, _ = evaluator.scores(ctrl["params"].numpy(), episode_seeds(args.seed, 2, 0, args.evaluate), args.trials)
     finally:
         evaluator.close()
     result = {"episodes": args.evaluate, "mean": float(scores.mean()), "std": float(scores.std()),

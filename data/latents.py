@@ -6,6 +6,7 @@ Layout: ``/episode_<id>/{mu, logvar}`` (T+1, Z) float32, ``actions`` (T, A), ``r
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,16 +61,22 @@ def read(path: Path) -> list[LatentEpisode]:
     return sorted(eps, key=lambda e: e.id)
 
 
-def windows(episodes: list[LatentEpisode], seq_len: int) -> list[tuple[int, int]]:
-    """(episode index, start) pairs covering every step: full-length windows where an episode is long
-    enough (the last one shifted back to end at T), one padded window where it is shorter."""
+def windows(episodes: list[LatentEpisode], seq_len: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(episode index, start) pairs of windows of length L, n = ceil(T/L − 0.1) per episode (one padded
+    window where T ≤ L). Where n windows cover the episode they are evenly spaced; where they fall short
+    (by under 10% of L) they are laid back to back from a random offset, so the few steps left out differ
+    each epoch. This avoids paying for two almost identical windows when T is just over L (the paper's
+    T = 1000, L = 999)."""
     out = []
     for i, ep in enumerate(episodes):
+        n = max(1, math.ceil(ep.length / seq_len - 0.1))
         if ep.length <= seq_len:
             out.append((i, 0))
+        elif n * seq_len >= ep.length:
+            out.extend((i, int(s)) for s in np.linspace(0, ep.length - seq_len, n).round())
         else:
-            starts = list(range(0, ep.length - seq_len, seq_len)) + [ep.length - seq_len]
-            out.extend((i, s) for s in starts)
+            offset = int(rng.integers(0, ep.length - n * seq_len + 1))
+            out.extend((i, offset + k * seq_len) for k in range(n))
     return out
 
 

@@ -84,7 +84,7 @@ def mdn_validate(model: mdn.MDNRNN, episodes: list[latent_data.LatentEpisode], s
     """Validation losses over every window of ``episodes`` (z sampled with a fixed seed)."""
     avg = Averages()
     rng = np.random.default_rng(seed)
-    picks = latent_data.windows(episodes, seq_len)
+    picks = latent_data.windows(episodes, seq_len, rng)
     model.eval()
     for s in range(0, len(picks), batch):
         b = {k: v.to(device) for k, v in latent_data.batch(episodes, picks[s: s + batch], seq_len, rng).items()}

@@ -69,9 +69,9 @@ def test_damaged_or_foreign_h5_stops_every_reader(tiny_run, tmp_path, damage):
     run = tmp_path / "run"
     shutil.copytree(tiny_run["run"], run)
     before = snapshot(data, run)
-    for script in ("01_collect.py", "02_train_vae.py", "03_train_mdnrnn.py"):
-        proc = run_stage(script, "--data", data, "--run", run, "--episodes", "5", "--epochs", "9", check=False) \
-            if script == "01_collect.py" else run_stage(script, "--data", data, "--run", run, "--epochs", "9", check=False)
+    for script, more in (("01_collect.py", "--episodes"), ("02_train_vae.py", "--epochs"),
+                         ("03_train_mdnrnn.py", "--epochs")):
+        proc = run_stage(script, "--data", data, "--run", run, more, "9", check=False)
         assert_one_line_error(proc, "zz_bad.h5")
     assert snapshot(data, run) == before
 
