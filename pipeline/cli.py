@@ -21,6 +21,10 @@ class UsageError(Exception):
     """Bad input from the user: the message names the file or flag and says what to do."""
 
 
+class WorkerError(Exception):
+    """A worker process died or failed; the message says how to resume."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (not the usage block) and exit 2."""
 
@@ -81,13 +85,17 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
 
 
 def run_main(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; turn bad input into one line and exit 2, Ctrl-C into exit 130."""
+    """Run a stage's ``main``: bad input → one line and exit 2; a dead worker → one line and exit 1;
+    Ctrl-C → exit 130."""
     prog = Path(sys.argv[0]).name
     try:
         main()
     except (UsageError, StoreError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except WorkerError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)

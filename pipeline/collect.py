@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import envs
 from data.store import Episode, RolloutStore, ShardInfo
-from pipeline.cli import UsageError
+from pipeline.cli import UsageError, WorkerError
 
 
 def episode_seed(base_seed: int, episode_id: int) -> int:
@@ -156,7 +156,7 @@ def _run_workers(job: CollectJob, missing: list[int], workers: int, bar: tqdm) -
             except queue_mod.Empty:
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
-                    raise RuntimeError(f"a collection worker died (exit code {dead[0].exitcode}); "
+                    raise WorkerError(f"a collection worker died (exit code {dead[0].exitcode}); "
                                        "re-run the same command to complete the dataset") from None
                 continue
             if kind == "episode":
@@ -164,7 +164,8 @@ def _run_workers(job: CollectJob, missing: list[int], workers: int, bar: tqdm) -
             elif kind == "done":
                 running -= 1
             else:
-                raise RuntimeError(f"a collection worker failed:\n{payload}")
+                raise WorkerError(f"a collection worker failed ({payload.strip().splitlines()[-1]}); "
+                                  "re-run the same command to complete the dataset")
     finally:
         for p in procs:
             if p.is_alive():

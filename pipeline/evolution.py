@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.agent import Player, WorldModel
-from pipeline.cli import UsageError, atomic_write_bytes
+from pipeline.cli import UsageError, WorkerError, atomic_write_bytes
 
 _player: Player | None = None
 
@@ -61,8 +61,9 @@ class Evaluator:
             try:
                 results = list(self.pool.map(_play, *zip(*tasks)))
             except BrokenProcessPool:
-                raise RuntimeError("an evaluation worker died; re-run the same command to resume from the "
-                                   "last completed generation") from None
+                self.close(kill=True)
+                raise WorkerError("an evaluation worker died; re-run the same command to resume after the "
+                                  "last completed generation") from None
         return [r for r, _ in results], sum(n for _, n in results)
 
     def fitness(self, candidates: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
@@ -78,9 +79,16 @@ class Evaluator:
         returns, steps = self.run(tasks)
         return np.concatenate(returns), steps
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+    def close(self, kill: bool = False) -> None:
+        """Shut the pool down; ``kill`` also ends workers still busy (after one died, their work is lost)."""
+        if self.pool is None:
+            return
+        if kill:
+            # ProcessPoolExecutor has no public terminate before Python 3.14.
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.kill()
+        self.pool.shutdown(wait=not kill, cancel_futures=True)
+        self.pool = None
 
 
 class ESState:

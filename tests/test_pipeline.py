@@ -98,3 +98,53 @@ def test_controller_resumes_after_the_last_generation(tiny_run):
 def test_evaluation_is_reproducible_and_independent_of_workers(tiny_run):
     a = run_stage("04_train_controller.py", *tiny_run["folders"], "--steps", "30", "--workers", "1", "--evaluate", "3")
     assert a.stdout.strip().splitlines()[-1] == tiny_run["evaluate"].stdout.strip().splitlines()[-1]
+
+
+def _children(pid: int) -> list[int]:
+    import subprocess
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_killed_evaluation_worker_stops_the_run_with_a_message(tiny_run, tmp_path):
+    """The popular PyTorch port hangs forever here; this run must end, saying how to resume."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["run"], run)
+    (run / "es_state.pkl").unlink()
+    (run / "metrics" / "controller.csv").unlink()
+    cmd = [sys.executable, str(ROOT / "04_train_controller.py"), "--data", str(tiny_run["data"]), "--run", str(run),
+           "--pop", "4", "--trials", "2", "--generations", "50", "--steps", "200", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _kill_one_worker_and_check(proc, run)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _kill_one_worker_and_check(proc, run):
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while not (run / "metrics" / "controller.csv").exists() or len(rows(run / "metrics" / "controller.csv")) < 1:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "no progress"
+        time.sleep(0.1)
+    # spawn's resource tracker is a child too; the pool workers are the ones running Python with torch loaded
+    workers = [p for p in _children(proc.pid) if "resource_tracker" not in open(f"/proc/{p}/cmdline").read()]
+    assert workers
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1].endswith("re-run the same command to resume after the last completed generation")
+    assert "Traceback" not in err
