@@ -89,12 +89,12 @@ def main() -> None:
                 steps += eval_steps
                 row = {"eval_mean": scores.mean(), "eval_std": scores.std()}
                 if scores.mean() > state.best_eval:
-                    state.best_eval = float(scores.mean())
-                    save_controller(ckpt_path, world, mean, state, f"CMA mean at generation {generation}",
-                                    scores)
+                    state.best_eval, state.best_eval_std = float(scores.mean()), float(scores.std())
+                    state.best_eval_params, state.best_eval_generation = mean.copy(), generation
             log.write(generation=generation, best=fitness.max(), mean=fitness.mean(), worst=fitness.min(),
                       sigma=state.es.sigma, env_steps=steps, seconds=time.monotonic() - start, **row)
             state.save(es_path)
+            save_controller(ckpt_path, world, state)
             plots.curves(args.run / "metrics" / "controller.csv", "generation",
                          ["best", "mean", "worst", "eval_mean"], args.run / "plots" / "controller_fitness.png",
                          "C: CMA-ES fitness (mean return per candidate)")
@@ -103,14 +103,22 @@ def main() -> None:
     print(f"best scored CMA mean: {state.best_eval:.1f} (controller in {ckpt_path})")
 
 
-def save_controller(path, world: WorldModel, params: np.ndarray, state: ESState, source: str,
-                    scores: np.ndarray) -> None:
+def save_controller(path, world: WorldModel, state: ESState) -> None:
+    """controller.pt: ``params`` is the CMA mean that scored best on fresh episodes (the current mean until
+    one has been scored); the current mean and the best candidate ever seen are kept beside it."""
+    scored = state.best_eval_generation > 0
+    params = state.best_eval_params if scored else np.asarray(state.es.mean)
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
     checkpoint.save(path, {
         "config": {"in_dim": world.controller_in, "out_dim": world.controller_out},
-        "params": torch.as_tensor(params, dtype=torch.float32),
-        "params_from": source,
-        "score_mean": float(scores.mean()), "score_std": float(scores.std()), "score_episodes": len(scores),
-        "best_candidate": torch.as_tensor(state.best_params, dtype=torch.float32),
+        "params": as_tensor(params),
+        "params_from": f"CMA mean at generation {state.best_eval_generation if scored else state.generation}"
+                       + ("" if scored else " (not scored yet)"),
+        "score_mean": state.best_eval if scored else float("nan"),
+        "score_std": state.best_eval_std if scored else float("nan"),
+        "generation": state.generation,
+        "mean": as_tensor(state.es.mean),
+        "best_candidate": as_tensor(state.best_params),
         "best_candidate_fitness": state.best_fitness,
     })
 

@@ -93,7 +93,7 @@ class Evaluator:
 
 class ESState:
     """What a resumed run needs: the ES, numpy's global random state (pycma samples from it), the
-    generation count and the best candidate seen so far."""
+    generation count, the best candidate seen so far and the best-scoring CMA mean."""
 
     def __init__(self, dim: int, sigma: float, pop: int, seed: int):
         np.random.seed(seed)
@@ -104,7 +104,9 @@ class ESState:
         self.generation = 0
         self.best_fitness = -np.inf
         self.best_params = np.zeros(dim)
-        self.best_eval = -np.inf
+        self.best_eval, self.best_eval_std = -np.inf, np.nan
+        self.best_eval_params = np.zeros(dim)
+        self.best_eval_generation = 0  # 0: the CMA mean has not been scored yet
         self.numpy_rng = np.random.get_state()
 
     def save(self, path: Path) -> None:

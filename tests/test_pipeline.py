@@ -6,6 +6,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from conftest import TINY, run_stage
@@ -76,6 +77,8 @@ def test_controller_stage_outputs(tiny_run):
     run = tiny_run["run"]
     ctrl = torch.load(run / "controller.pt", weights_only=True)
     assert ctrl["params"].shape == ((32 + 32 + 1) * 3,)  # [z (32), h (--hidden 32), bias] → 3 actions
+    assert ctrl["mean"].shape == ctrl["best_candidate"].shape == ctrl["params"].shape
+    assert ctrl["generation"] == 2 and ctrl["params_from"].startswith("CMA mean at generation")
     log = rows(run / "metrics" / "controller.csv")
     assert [r["generation"] for r in log] == ["1", "2"]
     for r in log:
@@ -85,6 +88,18 @@ def test_controller_stage_outputs(tiny_run):
     result = json.loads((run / "controller_eval.json").read_text())
     assert result["episodes"] == 3 and len(result["returns"]) == 3
     assert f"{result['mean']:.1f} ± {result['std']:.1f}" in tiny_run["evaluate"].stdout
+
+
+@pytest.mark.parametrize("script", ["01_collect.py", "02_train_vae.py", "03_train_mdnrnn.py", "04_train_controller.py"])
+def test_help_documents_every_flag(script):
+    import re
+
+    out = run_stage(script, "--help").stdout
+    flags = set(re.findall(r"(--[a-z][a-z-]+)", out)) - {"--help"}
+    assert {"--env", "--data", "--run", "--seed", "--preset"} <= flags
+    for flag in flags:  # every flag's entry carries a description, not just its name
+        entry = re.search(rf"^\s+{flag}\b.*?(?=^\s+-|\Z)", out, re.M | re.S)
+        assert entry and len(entry.group(0).split()) > 2, flag
 
 
 def test_controller_resumes_after_the_last_generation(tiny_run):
