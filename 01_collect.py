@@ -26,7 +26,7 @@ def main() -> None:
     args = parse_stage_args(p, "collect")
     args.steps = args.steps or args.source.default_max_steps
 
-    job = CollectJob(env=args.env, data=str(args.data), seed=args.seed, policy=args.policy,
+    job = CollectJob(env=args.env, state=args.state, data=str(args.data), seed=args.seed, policy=args.policy,
                      max_steps=args.steps, shard_size=args.shard_size, episode_ids=[])
     present, added = collect(job, args.episodes, args.workers)
     save_stage_config(args.run, "collect", args)

@@ -130,7 +130,7 @@ def encode_latents(args, vae_state: dict, refs, device: torch.device) -> list[la
                 mus.append(mu.float().cpu())
                 logvars.append(logvar.float().cpu())
             yield latent_data.LatentEpisode(ep.id, torch.cat(mus).numpy(), torch.cat(logvars).numpy(),
-                                            ep.actions.reshape(ep.length, -1).astype(np.float32),
+                                            args.source.encode_actions(ep.actions),
                                             ep.rewards, ep.terminations)
 
     latent_data.write(path, encoded(), {"vae_fingerprint": fingerprint, "episode_ids": ids,

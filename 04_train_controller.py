@@ -53,7 +53,7 @@ def main() -> None:
     args.steps = args.steps or args.source.default_max_steps
     torch.set_num_threads(1)
 
-    world = WorldModel.load(args.run, args.env)  # fails early, with the script to run, if V or M is missing
+    world = WorldModel.load(args.run, args.env, args.state)  # fails early, with the script to run, if V or M is missing
     if args.evaluate:
         evaluate(args, world)
         return
@@ -68,7 +68,7 @@ def main() -> None:
     save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
                       controller_out=world.controller_out)
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
-    evaluator = Evaluator(args.run, args.env, args.steps, args.workers)
+    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers)
     try:
         for generation in tqdm(range(state.generation + 1, args.generations + 1), initial=state.generation,
                                total=args.generations, desc="CMA-ES generations"):
@@ -128,7 +128,7 @@ def evaluate(args, world: WorldModel) -> None:
     if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
         raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                          f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
-    evaluator = Evaluator(args.run, args.env, args.steps, args.workers)
+    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers)
     try:
         # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
         scores, _ = evaluator.scores(ctrl["params"].numpy(), episode_seeds(args.seed, 2, 0, args.evaluate), args.trials)

@@ -44,7 +44,7 @@ def timed(fn, repeat: int) -> float:
 
 def bench_collection(workers: int, episodes: int, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        job = CollectJob(env="carracing", data=tmp, seed=0, policy="brownian", max_steps=steps, shard_size=100,
+        job = CollectJob(env="carracing", state=None, data=tmp, seed=0, policy="brownian", max_steps=steps, shard_size=100,
                          episode_ids=[])
         start = time.perf_counter()
         collect(job, episodes, workers)

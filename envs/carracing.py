@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
-from envs.base import EnvSource, ExplorationPolicy
+from envs.base import EnvSource
 
 FRAME = 64
 CROP_ROWS = 84  # the top 84 of 96 rows: drops the dashboard
@@ -17,38 +17,8 @@ def crop_resize(obs: np.ndarray) -> np.ndarray:
     return np.asarray(img.resize((FRAME, FRAME), Image.BILINEAR), dtype=np.uint8)
 
 
-class BrownianPolicy(ExplorationPolicy):
-    """a_{t+1} = clip(a_t + N(0, 1/50)) per dimension: smooth, wandering driving (DESIGN §5)."""
-
-    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, scale: float = np.sqrt(1 / 50)):
-        self.space, self.rng, self.scale = space, rng, scale
-        self.reset()
-
-    def reset(self) -> None:
-        self.action = self.rng.uniform(self.space.low, self.space.high).astype(np.float32)
-
-    def act(self) -> np.ndarray:
-        step = self.rng.normal(0.0, self.scale, size=self.action.shape)
-        self.action = np.clip(self.action + step, self.space.low, self.space.high).astype(np.float32)
-        return self.action.copy()
-
-
-class UniformPolicy(ExplorationPolicy):
-    """Independent uniform actions each step."""
-
-    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator):
-        self.space, self.rng = space, rng
-
-    def reset(self) -> None:
-        pass
-
-    def act(self) -> np.ndarray:
-        return self.rng.uniform(self.space.low, self.space.high).astype(np.float32)
-
-
 class CarRacing(EnvSource):
     name = "carracing"
-    action_dim = 3
     default_max_steps = 1000
     preprocessing = "crop top 84 rows, bilinear resize to 64x64, uint8"
     action_space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
@@ -63,8 +33,3 @@ class CarRacing(EnvSource):
         """steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1) (Ha's mapping)."""
         out = np.asarray(out, dtype=np.float32)
         return np.array([out[0], (out[1] + 1.0) / 2.0, np.clip(out[2], 0.0, 1.0)], dtype=np.float32)
-
-    def exploration_policy(self, kind: str, rng: np.random.Generator) -> ExplorationPolicy:
-        if kind == "brownian":
-            return BrownianPolicy(self.action_space, rng)
-        return UniformPolicy(self.action_space, rng)

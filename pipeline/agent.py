@@ -27,10 +27,10 @@ class WorldModel:
     mdnrnn: MDNRNN
 
     @classmethod
-    def load(cls, run: Path, env: str) -> WorldModel:
+    def load(cls, run: Path, env: str, state: str | None = None) -> WorldModel:
         vae = ConvVAE.from_state(checkpoint.load(run / "vae.pt", "02_train_vae.py")).eval()
         mdnrnn = MDNRNN.from_state(checkpoint.load(run / "mdnrnn.pt", "03_train_mdnrnn.py")).eval()
-        return cls(envs.get(env), vae, mdnrnn)
+        return cls(envs.get(env, state), vae, mdnrnn)
 
     @property
     def controller_in(self) -> int:
@@ -57,9 +57,16 @@ class Player:
             self.envs.append(self.world.source.make(self.max_steps))
         return self.envs[:n]
 
-    @torch.no_grad()
     def play(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
         """params (N, P) one controller per episode, seeds (N,) → returns (N,), env steps taken."""
+        limit = self.world.source.max_envs_per_process or len(seeds)
+        if len(seeds) <= limit:
+            return self._play(params, seeds)
+        parts = [self._play(params[s: s + limit], seeds[s: s + limit]) for s in range(0, len(seeds), limit)]
+        return np.concatenate([r for r, _ in parts]), sum(n for _, n in parts)
+
+    @torch.no_grad()
+    def _play(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
         w = self.world
         n = len(seeds)
         envs_ = self._envs(n)
@@ -76,12 +83,12 @@ class Player:
             eps = torch.from_numpy(np.stack([g.standard_normal(mu.shape[1], dtype=np.float32) for g in noise]))
             z = mu + eps * torch.exp(0.5 * logvar)
             out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)
-            actions = np.stack([w.source.controller_action(o) for o in out.numpy()])
+            actions = [w.source.controller_action(o) for o in out.numpy()]
             for i in np.flatnonzero(alive):
                 ob, reward, terminated, truncated, _ = envs_[i].step(actions[i])
                 frames[i] = w.source.preprocess(ob)
                 returns[i] += reward
                 steps += 1
                 alive[i] = not (terminated or truncated)
-            _, state = w.mdnrnn.step(z, torch.from_numpy(actions).float(), state)
+            _, state = w.mdnrnn.step(z, torch.from_numpy(w.source.encode_actions(w.source.stored_actions(actions))), state)
         return returns, steps

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import envs
 from data.store import StoreError
+from envs.base import EnvUnavailable
 from pipeline.presets import PRESETS
 
 
@@ -66,6 +67,8 @@ def stage_parser(description: str) -> Parser:
     p.add_argument("--run", type=Path, help="run folder for checkpoints, metrics and plots (default: results/<env>)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed that makes the stage reproducible")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named smaller-scale settings (see pipeline/presets.py)")
+    p.add_argument("--state", help="level of a retro game (sonic default: GreenHillZone.Act1); later stages "
+                                    "default to the one 01_collect.py recorded")
     return p
 
 
@@ -75,12 +78,14 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
     if known.preset:
         parser.set_defaults(**PRESETS[known.preset].get(stage, {}))
     args = parser.parse_args(argv)
+    args.data = args.data or Path("data") / args.env.replace(":", "-")
+    args.run = args.run or Path("results") / args.env.replace(":", "-")
+    if args.state is None and stage != "collect":
+        args.state = load_config(args.run).get("collect", {}).get("state")
     try:
-        args.source = envs.get(args.env)
+        args.source = envs.get(args.env, state=args.state)
     except KeyError as e:
         parser.error(f"argument --env: {e.args[0]}")
-    args.data = args.data or Path("data") / args.env
-    args.run = args.run or Path("results") / args.env
     return args
 
 
@@ -90,7 +95,7 @@ def run_main(main: Callable[[], None]) -> None:
     prog = Path(sys.argv[0]).name
     try:
         main()
-    except (UsageError, StoreError) as e:
+    except (UsageError, StoreError, EnvUnavailable) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except WorkerError as e:

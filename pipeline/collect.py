@@ -43,7 +43,7 @@ def play_episode(source: envs.EnvSource, env, episode_id: int, seed: int, policy
     return Episode(
         id=episode_id,
         observations=np.stack(frames),
-        actions=np.asarray(actions, dtype=np.float32).reshape(len(actions), -1),
+        actions=source.stored_actions(actions),
         rewards=np.asarray(rewards, dtype=np.float32),
         terminations=np.asarray(terms, dtype=bool),
         truncations=np.asarray(truncs, dtype=bool),
@@ -57,6 +57,7 @@ class CollectJob:
     """Everything one worker needs; plain values so it crosses a process boundary."""
 
     env: str
+    state: str | None
     data: str
     seed: int
     policy: str
@@ -70,13 +71,13 @@ def shard_info(job: CollectJob, source: envs.EnvSource, env) -> ShardInfo:
         env=job.env,
         spaces=source.space_json(env),
         preprocessing=source.preprocessing,
-        extra={"collect_seed": job.seed, "policy": job.policy, "max_steps": job.max_steps},
+        extra={"collect_seed": job.seed, "policy": job.policy, "max_steps": job.max_steps, "state": job.state or ""},
     )
 
 
 def run_job(job: CollectJob, report=lambda episode_id: None) -> None:
     """Play and store ``job.episode_ids``; pack every ``shard_size`` episodes. The only writer of its files."""
-    source = envs.get(job.env)
+    source = envs.get(job.env, job.state)
     env = source.make(job.max_steps)
     store = RolloutStore(job.data)
     info = shard_info(job, source, env)
@@ -106,7 +107,8 @@ def check_compatible(store: RolloutStore, job: CollectJob) -> None:
         return
     attrs = store.attrs()
     for name, flag, want in (("env_name", "--env", job.env), ("collect_seed", "--seed", job.seed),
-                             ("policy", "--policy", job.policy), ("max_steps", "--steps", job.max_steps)):
+                             ("policy", "--policy", job.policy), ("max_steps", "--steps", job.max_steps),
+                             ("state", "--state", job.state or "")):
         have = attrs.get(name)
         have = have.item() if hasattr(have, "item") else have
         if have is not None and have != want:
@@ -118,7 +120,7 @@ def check_compatible(store: RolloutStore, job: CollectJob) -> None:
 
 def collect(job: CollectJob, episodes: int, workers: int) -> tuple[int, int]:
     """Bring the dataset in ``job.data`` up to ``episodes`` episodes. Returns (already there, added)."""
-    source = envs.get(job.env)
+    source = envs.get(job.env, job.state)
     store = RolloutStore(job.data)
     probe = source.make(job.max_steps)
     store.recover(shard_info(job, source, probe))

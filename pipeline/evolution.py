@@ -22,10 +22,10 @@ from pipeline.cli import UsageError, WorkerError, atomic_write_bytes
 _player: Player | None = None
 
 
-def _init_worker(run: str, env: str, max_steps: int) -> None:
+def _init_worker(run: str, env: str, state: str | None, max_steps: int) -> None:
     global _player
     torch.set_num_threads(1)
-    _player = Player(WorldModel.load(Path(run), env), max_steps)
+    _player = Player(WorldModel.load(Path(run), env, state), max_steps)
 
 
 def _play(params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
@@ -42,9 +42,9 @@ def episode_seeds(seed: int, purpose: int, index: int, n: int) -> list[int]:
 class Evaluator:
     """Plays (params, seeds) tasks: in this process for one worker, else in a process pool."""
 
-    def __init__(self, run: Path, env: str, max_steps: int, workers: int):
+    def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int):
         self.workers = workers
-        args = (str(run), env, max_steps)
+        args = (str(run), env, state, max_steps)
         if workers == 1:
             _init_worker(*args)
             self.pool = None
