@@ -1,10 +1,11 @@
-"""Throughput of every stage, measured side by side in one run on this machine; prints a markdown table.
+"""Throughput of every stage and data source, measured side by side in one run; prints a markdown table.
 
     python bench/bench.py [--workers N] [--quick]
 
 Figures: collection frames/s with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); V training
 images/s; M training steps/s at the paper's batch (100 sequences × 999 steps); controller-evaluation
-env-steps/s (V, M and C in the loop) next to the bare env's env-steps/s, both in one process.
+env-steps/s (V, M and C in the loop) next to the bare env's env-steps/s, both in one process; and the
+env-steps/s of every other data source (ShapeHerd, Airstriker, DeepMind Control walker-walk).
 """
 from __future__ import annotations
 
@@ -62,6 +63,23 @@ def bench_bare_env(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def bench_source(name: str, steps: int) -> float:
+    """env-steps/s of one source in one process: reset when an episode ends, frames preprocessed to 64×64."""
+    source = envs.get(name)
+    env = source.make(source.default_max_steps)
+    policy = source.exploration_policy("random", np.random.default_rng(0))
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for i in range(steps):
+        obs, _, terminated, truncated, _ = env.step(policy.act())
+        source.preprocess(obs)
+        if terminated or truncated:
+            env.reset(seed=i)
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
 def bench_controller_eval(batch: int, steps: int) -> float:
     torch.set_num_threads(1)
     world = WorldModel(envs.get("carracing"), ConvVAE().eval(), MDNRNN().eval())
@@ -112,6 +130,14 @@ def main() -> None:
     ctrl = bench_controller_eval(batch=4 * scale, steps=steps)
     rows.append(("bare CarRacing-v3 env, 1 process", f"{bare:,.0f} env-steps/s", "1.00 (baseline)"))
     rows.append(("controller evaluation (V+M+C), 1 process", f"{ctrl:,.0f} env-steps/s", f"{ctrl / bare:.2f} of bare env"))
+    for name, n_steps in (("shapeherd", 3000), ("airstriker", 2000), ("dmc:walker-walk", 300)):
+        try:
+            rate = bench_source(name, n_steps * scale // 3)
+        except envs.EnvUnavailable as e:
+            rows.append((f"{name} env (random actions), 1 process", "unavailable", str(e)[:60]))
+            continue
+        rows.append((f"{name} env (random actions, 64×64 frames), 1 process", f"{rate:,.0f} env-steps/s",
+                     f"{rate / bare:.1f} × CarRacing"))
     vae = bench_vae(100, 3 * scale)
     rows.append(("V training, batch 100, CPU", f"{vae:,.0f} images/s", ""))
     mdn = bench_mdnrnn(100 if not args.quick else 20, 999 if not args.quick else 200, scale)
