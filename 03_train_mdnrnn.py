@@ -3,10 +3,14 @@
     python 03_train_mdnrnn.py --env carracing --core lstm --epochs 20 --seq-len 999
 
 Writes <run>/latents.h5 (mu, logvar per frame; re-encoded only when V or the data changed),
-<run>/mdnrnn.pt (checkpoint with optimiser every epoch; re-running resumes), metrics/mdnrnn.csv and
-plots/mdnrnn_loss.png.
+<run>/mdnrnn.pt (checkpoint with optimiser every epoch; re-running resumes), metrics/mdnrnn.csv (the
+losses and whatever the core reports, train and validation), plots/mdnrnn_loss.png and, for vsg and svsg,
+plots/mdnrnn_update_fraction.png.
 """
 from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -15,7 +19,7 @@ from tqdm import tqdm
 from data import latents as latent_data
 from data.frames import split
 from data.store import RolloutStore, read_episode
-from models.cores import CORES
+from models.cores import CORES, core_options
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, to_input
 from pipeline import checkpoint, plots
@@ -34,11 +38,49 @@ from pipeline.metrics import CsvLog
 from pipeline.training import Averages, check_finite, mdn_step, mdn_validate
 
 LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
+# Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
+CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
+
+
+def probability(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number in (0, 1)")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number") from None
+    if not value >= 0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not a non-negative number")
+    return value
 
 
 def main() -> None:
     p = stage_parser(__doc__.splitlines()[0])
-    p.add_argument("--core", choices=sorted(CORES), default="lstm", help="M's recurrent core")
+    p.add_argument("--core", choices=sorted(CORES), default="lstm",
+                   help="M's recurrent core: lstm (Ha), attention (LSTM + causal attention over a window), "
+                        "vsg (variational sparse gating), svsg (simple VSG: one sparsely gated stochastic state)")
+    defaults = {**core_options("attention"), **core_options("svsg")}
+    p.add_argument("--window", type=positive_int, default=defaults["window"],
+                   help="attention only: how many of its own last outputs (the current one included) each step "
+                        "attends to; the window travels in the state, so rollouts step through it")
+    p.add_argument("--kappa", type=probability, default=defaults["kappa"],
+                   help="vsg, svsg: prior probability κ that a state dimension is updated at a step; the "
+                        "sparsity loss pulls every gate probability towards it")
+    p.add_argument("--sparsity-scale", type=non_negative_float, default=defaults["sparsity_scale"],
+                   help="vsg, svsg: α in the sparsity loss α·max(KL(Bernoulli(p) ‖ Bernoulli(κ)), floor), the KL "
+                        "summed over state dims and averaged over batch × time")
+    p.add_argument("--sparsity-floor", type=non_negative_float, default=defaults["sparsity_floor"],
+                   help="vsg, svsg: the floor (nats per step) below which the sparsity KL is not penalised")
+    p.add_argument("--kl-scale", type=non_negative_float, default=defaults["kl_scale"],
+                   help="svsg only: β, the weight of KL(posterior ‖ prior) of the state, summed over the dims "
+                        "the gate updated")
+    p.add_argument("--kl-free", type=non_negative_float, default=defaults["kl_free"],
+                   help="svsg only: free nats; the masked KL per step is not penalised below this value")
     p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training sequences")
     p.add_argument("--batch", type=positive_int, default=100, help="sequences per batch")
     p.add_argument("--seq-len", type=positive_int, default=999, help="steps per training sequence (teacher forcing)")
@@ -51,6 +93,9 @@ def main() -> None:
     p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
     args = parse_stage_args(p, "mdnrnn")
+    # Take every core's flags out of args, so config.json records only those of the chosen core.
+    given = {name: vars(args).pop(name) for name in CORE_FLAGS}
+    options = {name: given[name] for name in core_options(args.core)}
     device = devices.resolve(args.device)
     torch.manual_seed(args.seed)
 
@@ -63,26 +108,27 @@ def main() -> None:
     val = [e for e in episodes if e.id in val_ids]
 
     config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=episodes[0].actions.shape[1],
-                          hidden=args.hidden, mixtures=args.mixtures, core=args.core)
+                          hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
     model = MDNRNN(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     ckpt_path = args.run / "mdnrnn.pt"
     progress = {"epoch": 0, "step": 0}
     if ckpt_path.exists():
         state = checkpoint.load(ckpt_path, "03_train_mdnrnn.py")
-        saved = {k: state["config"][k] for k in ("z_dim", "action_dim", "hidden", "mixtures", "core")}
-        wanted = {k: getattr(config, k) for k in saved}
-        if saved != wanted:
-            diff = ", ".join(f"{k} {saved[k]} (not {wanted[k]})" for k in saved if saved[k] != wanted[k])
+        saved, wanted = settings(state["config"]), settings(asdict(config))
+        # Options of a different core are not compared: the core itself already differs.
+        diff = ", ".join(f"{k} {saved[k]} (not {wanted[k]})" for k in saved if k in wanted and saved[k] != wanted[k])
+        if diff:
             raise UsageError(f"{ckpt_path} was trained with {diff}: pass the same settings, or a new --run")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         progress = state["progress"]
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
     save_stage_config(args.run, "mdnrnn", args, z_dim=config.z_dim, action_dim=config.action_dim,
-                      train_episodes=len(train), val_episodes=len(val))
+                      core_options=options, train_episodes=len(train), val_episodes=len(val))
 
-    log = CsvLog(args.run / "metrics" / "mdnrnn.csv", ["epoch", "step", *LOSSES, *(f"val_{k}" for k in LOSSES)],
+    columns = [*LOSSES, *model.core.extras]
+    log = CsvLog(args.run / "metrics" / "mdnrnn.csv", ["epoch", "step", *columns, *(f"val_{k}" for k in columns)],
                  key="epoch", resume_after=progress["epoch"])
     for epoch in range(progress["epoch"], args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
@@ -98,15 +144,25 @@ def main() -> None:
         row = avg.pop()
         check_finite({"loss": torch.tensor(row["loss"])}, f"epoch {epoch + 1}, step {progress['step']}")
         val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
-        log.write(epoch=epoch + 1, step=progress["step"], **{k: row[k] for k in LOSSES},
-                  **{f"val_{k}": val_terms[k] for k in LOSSES if k in val_terms})
+        log.write(epoch=epoch + 1, step=progress["step"], **{k: row[k] for k in columns},
+                  **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
         progress["epoch"] = epoch + 1
         checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress})
         plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
                      args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
         shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""
+        if "update_fraction" in row:
+            plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["update_fraction", "val_update_fraction"],
+                         args.run / "plots" / "mdnrnn_update_fraction.png",
+                         f"M ({args.core}): share of state dims updated per step (prior κ = {options['kappa']})")
+            shown += f", update fraction {row['update_fraction']:.3f}"
         print(f"epoch {epoch + 1}: nll {row['nll']:.3f}{shown}")
     print(f"M trained for {progress['epoch']} epoch(s): {ckpt_path}")
+
+
+def settings(config: dict) -> dict:
+    """What a checkpoint's M must share with this run to resume it: sizes, core and the core's options."""
+    return {**{k: config[k] for k in ("z_dim", "action_dim", "hidden", "mixtures", "core")}, **config["core_options"]}
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ class MDNRNNConfig:
     hidden: int = 256
     mixtures: int = 5
     core: str = "lstm"
-    core_options: dict = field(default_factory=dict)
+    core_options: dict = field(default_factory=dict)  # the core's hyper-parameters (models.cores.core_options)
 
 
 class MDNOutput(NamedTuple):
@@ -42,7 +42,7 @@ class MDNRNN(nn.Module):
         if config.core not in CORES:
             raise ValueError(f"unknown core {config.core!r}: choose one of {', '.join(sorted(CORES))}")
         self.config = config
-        self.core = CORES[config.core](config.z_dim + config.action_dim, config.hidden, **config.core_options)
+        self.core = CORES[config.core](config.z_dim, config.action_dim, config.hidden, **config.core_options)
         z, k = config.z_dim, config.mixtures
         self.head = nn.Linear(self.core.feature_size, 3 * z * k + 2)
 
@@ -55,14 +55,17 @@ class MDNRNN(nn.Module):
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         return self.core.initial_state(batch, torch.device(device))
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor, state: State | None = None) -> tuple[MDNOutput, State, dict]:
-        """z (B, T, Z), a (B, T, A) → predictions for step t+1 at each t, final state, core extras."""
-        features, state, extras = self.core(torch.cat([z, a], dim=-1), state)
+    def forward(self, z: torch.Tensor, a: torch.Tensor, state: State | None = None,
+                dream: bool = False) -> tuple[MDNOutput, State, dict[str, torch.Tensor]]:
+        """z (B, T, Z), a (B, T, A) → predictions for step t+1 at each t, final state, core extras
+        (``loss_*`` terms to add to the loss, and metrics). ``dream``: z was sampled from M, not observed."""
+        features, state, extras = self.core(torch.cat([z, a], dim=-1), state, dream)
         return self._heads(features), state, extras
 
-    def step(self, z: torch.Tensor, a: torch.Tensor, state: State) -> tuple[MDNOutput, State]:
-        """z (B, Z), a (B, A) → one step of predictions, next state."""
-        features, state = self.core.step(torch.cat([z, a], dim=-1), state)
+    def step(self, z: torch.Tensor, a: torch.Tensor, state: State, dream: bool = False) -> tuple[MDNOutput, State]:
+        """z (B, Z), a (B, A) → one step of predictions, next state. In a dream (z sampled from M's own
+        prediction) pass ``dream=True``: svsg then runs on its prior."""
+        features, state = self.core.step(torch.cat([z, a], dim=-1), state, dream)
         return self._heads(features), state
 
     def controller_features(self, state: State) -> torch.Tensor:

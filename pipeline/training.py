@@ -62,36 +62,41 @@ def vae_validate(vae: ConvVAE, batches: Iterable[torch.Tensor], device: torch.de
     return avg.pop()
 
 
-def mdn_step(model: mdn.MDNRNN, opt: torch.optim.Optimizer, batch: dict, device: torch.device,
-             grad_clip: float, done_weight: float) -> dict:
-    """One teacher-forced step on a batch from ``data.latents.batch``; gradient norm clipped."""
-    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def mdn_terms(model: mdn.MDNRNN, b: dict, device: torch.device, done_weight: float) -> dict:
+    """Teacher-forced loss terms on a batch already on ``device``, and the core's extras. ``loss`` is what
+    is optimised: M's NLL, reward and done terms plus the core's ``loss_*`` extras."""
     with autocast(device):
         out, _, extras = model(b["z"], b["actions"])
     out = mdn.MDNOutput(*(t.float() for t in out))
     terms = mdn.loss(out, b["z_next"], b["rewards"], b["dones"], b["mask"], done_weight)
-    total = terms["loss"] + sum(v for k, v in extras.items() if k.startswith("loss_"))
+    terms["loss"] = terms["loss"] + sum(v for k, v in extras.items() if k.startswith("loss_"))
+    return {**extras, **terms}
+
+
+def mdn_step(model: mdn.MDNRNN, opt: torch.optim.Optimizer, batch: dict, device: torch.device,
+             grad_clip: float, done_weight: float) -> dict:
+    """One teacher-forced step on a batch from ``data.latents.batch``; gradient norm clipped."""
+    terms = mdn_terms(model, {k: v.to(device, non_blocking=True) for k, v in batch.items()}, device, done_weight)
     opt.zero_grad(set_to_none=True)
-    total.backward()
+    terms["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    return {k: v.detach() for k, v in {**terms, **extras}.items()}
+    return {k: v.detach() for k, v in terms.items()}
 
 
 @torch.no_grad()
 def mdn_validate(model: mdn.MDNRNN, episodes: list[latent_data.LatentEpisode], seq_len: int, batch: int,
                  device: torch.device, done_weight: float, seed: int) -> dict[str, float]:
-    """Validation losses over every window of ``episodes`` (z sampled with a fixed seed)."""
+    """Validation losses over every window of ``episodes``. z is sampled with a fixed seed, and so is the
+    noise of stochastic cores (vsg, svsg), on a forked generator that leaves training's stream untouched."""
     avg = Averages()
     rng = np.random.default_rng(seed)
     picks = latent_data.windows(episodes, seq_len, rng)
     model.eval()
-    for s in range(0, len(picks), batch):
-        b = {k: v.to(device) for k, v in latent_data.batch(episodes, picks[s: s + batch], seq_len, rng).items()}
-        with autocast(device):
-            out, _, extras = model(b["z"], b["actions"])
-        out = mdn.MDNOutput(*(t.float() for t in out))
-        avg.add({**mdn.loss(out, b["z_next"], b["rewards"], b["dones"], b["mask"], done_weight), **extras},
-                int(b["mask"].sum()))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for s in range(0, len(picks), batch):
+            b = {k: v.to(device) for k, v in latent_data.batch(episodes, picks[s: s + batch], seq_len, rng).items()}
+            avg.add(mdn_terms(model, b, device, done_weight), int(b["mask"].sum()))
     model.train()
     return avg.pop()
