@@ -10,6 +10,7 @@ plots/mdnrnn_update_fraction.png.
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -128,23 +129,26 @@ def main() -> None:
                       core_options=options, train_episodes=len(train), val_episodes=len(val))
 
     columns = [*LOSSES, *model.core.extras]
-    log = CsvLog(args.run / "metrics" / "mdnrnn.csv", ["epoch", "step", *columns, *(f"val_{k}" for k in columns)],
+    log = CsvLog(args.run / "metrics" / "mdnrnn.csv",
+                 ["epoch", "step", "train_seconds", *columns, *(f"val_{k}" for k in columns)],
                  key="epoch", resume_after=progress["epoch"])
     for epoch in range(progress["epoch"], args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
         windows = latent_data.windows(train, args.seq_len, rng)
         order = rng.permutation(len(windows))
         avg = Averages()
+        start = time.perf_counter()
         for s in tqdm(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
             picks = [windows[i] for i in order[s: s + args.batch]]
             batch = latent_data.batch(train, picks, args.seq_len, rng)
             terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
             avg.add(terms, int(batch["mask"].sum()))
             progress["step"] += 1
+        train_seconds = time.perf_counter() - start  # the optimisation steps alone, for steps/s comparisons
         row = avg.pop()
         check_finite({"loss": torch.tensor(row["loss"])}, f"epoch {epoch + 1}, step {progress['step']}")
         val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
-        log.write(epoch=epoch + 1, step=progress["step"], **{k: row[k] for k in columns},
+        log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
                   **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
         progress["epoch"] = epoch + 1
         checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress})

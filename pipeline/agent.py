@@ -1,7 +1,8 @@
 """V, M and C playing real episodes: many envs in lockstep, one batched model call per step.
 
-Each episode's z-sampling noise comes from its own generator seeded by the episode seed, so a return
-depends only on (controller parameters, episode seed), never on how episodes were batched.
+Each episode's z-sampling noise comes from its own generator seeded by the episode seed. Stochastic cores
+(vsg, svsg) draw from torch's generator, which is seeded from the batch's episode seeds: a batch of
+(parameters, seeds) always plays out the same, whatever process plays it.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class Player:
     def _play(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
         w = self.world
         n = len(seeds)
+        torch.manual_seed(int(np.random.SeedSequence([int(x) for x in seeds]).generate_state(1)[0]))
         envs_ = self._envs(n)
         obs = [env.reset(seed=int(s))[0] for env, s in zip(envs_, seeds)]
         noise = [np.random.default_rng(int(s)) for s in seeds]
