@@ -60,8 +60,17 @@ def fraction(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show (derived at run time)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def stage_parser(description: str) -> Parser:
-    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--env", default="carracing", help=f"data source: {', '.join(envs.names())}")
     p.add_argument("--data", type=Path, help="rollout folder (default: data/<env>)")
     p.add_argument("--run", type=Path, help="run folder for checkpoints, metrics and plots (default: results/<env>)")
