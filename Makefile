@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 RUN := results/demo-carracing
 DEMO := --env carracing --preset demo --data data/demo-carracing --run $(RUN)
 
-.PHONY: venv demo test bench clean-demo
+DREAM_RUN := results/demo-carracing-dream
+
+.PHONY: venv demo dream-demo play test bench clean-demo
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +23,21 @@ demo: venv
 	$(PY) 03_train_mdnrnn.py $(DEMO)
 	$(PY) 04_train_controller.py $(DEMO)
 	$(PY) 04_train_controller.py $(DEMO) --evaluate 16
-	@echo "results: $(RUN)/ (plots/*.png, metrics/*.csv, config.json, controller_eval.json)"
+	$(PY) 05_dream.py $(DEMO)
+	@echo "results: $(RUN)/ (open report.html; plots/, dreams/, metrics/, config.json, controller_eval.json)"
+
+# The same V and M, with C evolved inside M's dream instead of the real env; then scored in the real env.
+dream-demo: demo
+	rm -rf $(DREAM_RUN) && mkdir -p $(DREAM_RUN)/plots
+	cp $(RUN)/config.json $(RUN)/vae.pt $(RUN)/mdnrnn.pt $(RUN)/latents.h5 $(DREAM_RUN)/
+	cp $(RUN)/plots/vae_* $(RUN)/plots/mdnrnn_* $(DREAM_RUN)/plots/
+	$(PY) 04_train_controller.py $(DEMO) --run $(DREAM_RUN) --in dream
+	$(PY) 04_train_controller.py $(DEMO) --run $(DREAM_RUN) --evaluate 16
+	$(PY) 05_dream.py $(DEMO) --run $(DREAM_RUN)
+
+# Drive the car inside the demo run's dream with the arrow keys (needs a display).
+play: venv
+	$(PY) 05_dream.py $(DEMO) --play
 
 test: venv
 	$(PY) -m pytest -q tests
@@ -30,4 +46,4 @@ bench: venv
 	$(PY) bench/bench.py
 
 clean-demo:
-	rm -rf data/demo-carracing $(RUN)
+	rm -rf data/demo-carracing $(RUN) $(DREAM_RUN)

@@ -90,7 +90,8 @@ def test_controller_stage_outputs(tiny_run):
     assert f"{result['mean']:.1f} ± {result['std']:.1f}" in tiny_run["evaluate"].stdout
 
 
-@pytest.mark.parametrize("script", ["01_collect.py", "02_train_vae.py", "03_train_mdnrnn.py", "04_train_controller.py"])
+@pytest.mark.parametrize("script", ["01_collect.py", "02_train_vae.py", "03_train_mdnrnn.py", "04_train_controller.py",
+                                    "05_dream.py", "compare_cores.py"])
 def test_help_documents_every_flag(script):
     import re
 

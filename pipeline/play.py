@@ -1,0 +1,174 @@
+"""Drive inside the dream with the keyboard, as in the World Models paper's interactive demo.
+
+The window shows V's decoding of M's current z. Each frame the held keys become an env action, M takes one
+step at the given temperature and the next z is sampled from it; when M's done probability passes 0.5 (or on
+R) a new dream starts from another real frame. Keys are tracked from KEYDOWN/KEYUP events, so a test can drive
+the loop with scripted events under SDL's dummy video driver (``SDL_VIDEODRIVER=dummy``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+import envs
+from pipeline.agent import WorldModel
+from pipeline.cli import UsageError
+from pipeline.dream import DONE_THRESHOLD, StartFrames, begin, decode, step
+from pipeline.evolution import episode_seeds
+
+HELP = ("dream controls: CarRacing ←/→ steer, ↑ gas, ↓ brake; ShapeHerd: arrows push the agent that way at full "
+        "force; games with discrete actions: arrows (and space for B) pick the matching button combination, or "
+        "1–9 pick action 1–9; R: a new dream; Esc or closing the window: quit")
+
+BRAKE = 0.8  # Gymnasium's own keyboard play brakes at 0.8: a full brake locks the wheels
+
+
+def keyboard_action(source: envs.EnvSource, held: frozenset[str], last=None):
+    """Held key names ("left", "right", "up", "down", "space", "1"…"9") → an action in the env's own space.
+
+    Discrete actions: a digit picks that action (1 = the first); else the button combination (arrows, space
+    = B) of a retro game that matches the held keys exactly; else the last action. Box actions: CarRacing and
+    ShapeHerd have their own bindings; any other Box moves dimension 0 with ←/→ and dimension 1 with ↑/↓ to
+    the ends of their ranges, the rest at mid-range.
+    """
+    left, right, up, down = (float(k in held) for k in ("left", "right", "up", "down"))
+    if source.discrete:
+        digits = sorted(int(k) for k in held if k.isdigit() and 1 <= int(k) <= source.action_dim)
+        if digits:
+            return digits[-1] - 1
+        buttons = {"left": "LEFT", "right": "RIGHT", "up": "UP", "down": "DOWN", "space": "B"}
+        pressed = {buttons[k] for k in held if k in buttons}
+        for i, combo in enumerate(getattr(source, "combos", [])):
+            if set(combo) == pressed:
+                return i
+        return 0 if last is None else last
+    if source.name == "carracing":
+        return np.array([right - left, up, BRAKE * down], dtype=np.float32)
+    high = source.action_space.high.astype(np.float32)
+    if source.name == "shapeherd":
+        dx, dy = right - left, down - up  # θ = π/2 pushes down on screen
+        if dx == dy == 0:
+            return np.zeros(2, dtype=np.float32)
+        return np.array([math.atan2(dy, dx) % (2 * math.pi), high[1]], dtype=np.float32)
+    low = source.action_space.low.astype(np.float32)
+    action = (low + high) / 2
+    if left or right:
+        action[0] = low[0] if left else high[0]
+    if len(action) > 1 and (up or down):
+        action[1] = high[1] if up else low[1]
+    return action
+
+
+class DreamSession:
+    """One dream a person drives (a batch of one); V and M run where their parameters are."""
+
+    def __init__(self, world: WorldModel, starts: StartFrames, temperature: float, seed: int):
+        self.world, self.starts, self.temperature, self.seed = world, starts, temperature, seed
+        self.device = next(world.vae.parameters()).device
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.dreams = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """A new dream from another real frame."""
+        self.dreams += 1
+        start = self.starts.draw(episode_seeds(self.seed, 3, self.dreams, 1))
+        self.z, self.state = begin(self.world.mdnrnn, start, self.device)
+        self.t, self.total = 0, 0.0
+
+    @torch.no_grad()
+    def step(self, action) -> tuple[float, float]:
+        """Advance the dream by one step under ``action``; returns M's reward and done probability."""
+        out, self.z, self.state = step(self.world.mdnrnn, self.world.source, self.z, self.state, [action],
+                                       self.temperature, self.generator, observed=self.t == 0)
+        self.t += 1
+        reward = float(out.reward[0])
+        self.total += reward
+        return reward, float(torch.sigmoid(out.done_logit[0]))
+
+    @torch.no_grad()
+    def frame(self) -> np.ndarray:
+        """The current dream frame, (64, 64, 3) uint8."""
+        return decode(self.world.vae, self.z)[0]
+
+
+@dataclass
+class PlayLog:
+    """What happened: one entry per step taken (actions, rewards, done probabilities, the z after it)."""
+
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+    done_probs: list = field(default_factory=list)
+    z: list = field(default_factory=list)
+    dreams: int = 0  # dreams started
+
+
+def run(world: WorldModel, starts: StartFrames, temperature: float, seed: int, scale: int = 6, fps: int = 25,
+        events: Callable[[int], list] | None = None, max_frames: int | None = None) -> PlayLog:
+    """Open the window and play until Esc, the window is closed, or ``max_frames`` frames.
+
+    ``events(frame)``, if given, returns pygame events to post before frame ``frame`` is handled: scripted input
+    for tests. ``fps`` 0 runs as fast as it can.
+    """
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+
+    names = {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down",
+             pygame.K_SPACE: "space", **{getattr(pygame, f"K_{d}"): str(d) for d in range(1, 10)}}
+    session = DreamSession(world, starts, temperature, seed)
+    log = PlayLog()
+    size = 64 * scale
+    try:
+        try:
+            pygame.display.init()  # not pygame.init(): no sound is needed, and opening an audio device can fail noisily
+            pygame.font.init()
+            screen = pygame.display.set_mode((size, size + 28))
+        except pygame.error as e:
+            raise UsageError(f"--play cannot open a window ({e}): run it where there is a display "
+                             "(SDL_VIDEODRIVER=dummy runs it without one, unseen)") from None
+        pygame.display.set_caption(f"World Models dream: {world.source.name} (τ = {temperature:g})")
+        font = pygame.font.Font(None, 22)
+        clock = pygame.time.Clock()
+        held: set[str] = set()
+        action = None
+        frame = 0
+        while max_frames is None or frame < max_frames:
+            for event in events(frame) if events else []:
+                pygame.event.post(event)
+            quit_now = False
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                    quit_now = True
+                elif event.type == pygame.KEYDOWN and event.key == pygame.K_r:
+                    session.reset()
+                elif event.type == pygame.KEYDOWN and event.key in names:
+                    held.add(names[event.key])
+                elif event.type == pygame.KEYUP and event.key in names:
+                    held.discard(names[event.key])
+            if quit_now:
+                break
+            action = keyboard_action(world.source, frozenset(held), action)
+            reward, done_prob = session.step(action)
+            log.actions.append(action)
+            log.rewards.append(reward)
+            log.done_probs.append(done_prob)
+            log.z.append(session.z[0].cpu().numpy())
+            image = np.ascontiguousarray(session.frame().transpose(1, 0, 2))  # pygame surfaces are (W, H, 3)
+            screen.fill((20, 20, 20))
+            screen.blit(pygame.transform.scale(pygame.surfarray.make_surface(image), (size, size)), (0, 0))
+            hud = f"t {session.t}   return {session.total:+.1f}   done {done_prob:.2f}   dream {session.dreams}"
+            screen.blit(font.render(hud, True, (230, 230, 230)), (6, size + 6))
+            pygame.display.flip()
+            if done_prob > DONE_THRESHOLD:
+                session.reset()
+            clock.tick(fps)
+            frame += 1
+    finally:
+        pygame.quit()
+    log.dreams = session.dreams
+    return log

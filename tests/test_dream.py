@@ -1,0 +1,217 @@
+"""Dreams: C evolved inside M then scored in the real env, 05's outputs and report page, and the keyboard demo."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import envs
+from conftest import run_stage
+from data import latents as latent_data
+from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig
+from models.vae import ConvVAE, VAEConfig
+from pipeline import play
+from pipeline.agent import WorldModel
+from pipeline.dream import DreamPlayer, StartFrames, dream, scripted_actor
+
+DREAM = ["--pop", "4", "--trials", "2", "--steps", "30", "--workers", "1", "--in", "dream", "--real-every", "2",
+         "--eval-episodes", "2", "--device", "cpu"]
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def fresh_copy(run: Path, dest: Path) -> Path:
+    """The tiny run's V, M and latents, without the controller 04 evolved in the real env."""
+    shutil.copytree(run, dest)
+    for name in ("es_state.pkl", "controller.pt", "controller_eval.json", "metrics/controller.csv"):
+        (dest / name).unlink(missing_ok=True)
+    return dest
+
+
+# -- C evolved in the dream ---------------------------------------------------------------------------
+def test_dream_training_logs_both_worlds_resumes_and_evaluates_in_the_real_env(tiny_run, tmp_path):
+    run = fresh_copy(tiny_run["run"], tmp_path / "run")
+    folders = ["--data", tiny_run["data"], "--run", run]
+    run_stage("04_train_controller.py", *folders, *DREAM, "--generations", "3")
+    log = rows(run / "metrics" / "controller.csv")
+    assert [r["generation"] for r in log] == ["1", "2", "3"]
+    assert all(int(r["dream_steps"]) > 0 for r in log)
+    assert log[0]["env_steps"] == "0" and log[0]["eval_mean"] == ""  # generation 1: in the dream only
+    for r in log[1:]:  # generation 2 (--real-every 2) and the last: scored in both worlds
+        assert int(r["env_steps"]) > 0
+        assert all(np.isfinite(float(r[k])) for k in ("eval_mean", "dream_eval_mean", "real_best"))
+    assert (run / "plots" / "controller_fitness.png").exists() and (run / "plots" / "controller_dream_vs_real.png").exists()
+    ctrl = torch.load(run / "controller.pt", weights_only=True)
+    assert ctrl["trained_in"] == "dream" and ctrl["generation"] == 3
+    assert json.loads((run / "config.json").read_text())["controller"]["temperature"] == 1.15
+
+    out = run_stage("04_train_controller.py", *folders, *DREAM, "--generations", "4")
+    assert "resuming" in out.stdout and "generation 3" in out.stdout
+    assert [r["generation"] for r in rows(run / "metrics" / "controller.csv")] == ["1", "2", "3", "4"]
+
+    out = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "1", "--evaluate", "2")
+    result = json.loads((run / "controller_eval.json").read_text())
+    assert len(result["returns"]) == 2 and f"{result['mean']:.1f} ± {result['std']:.1f}" in out.stdout
+
+
+def test_dream_player_is_reproducible_and_starts_depend_only_on_their_seed(tiny_run):
+    world = WorldModel.load(tiny_run["run"], "carracing")
+    player = DreamPlayer(world, tiny_run["run"] / "latents.h5", max_steps=12, temperature=1.15, device=torch.device("cpu"))
+    candidates = np.random.default_rng(0).normal(0, 0.1, (3, world.num_params))
+    fitness, steps = player.fitness(candidates, [5, 6])
+    assert fitness.shape == (3,) and 0 < steps <= 3 * 2 * 12
+    again, _ = player.fitness(candidates, [5, 6])
+    np.testing.assert_array_equal(fitness, again)
+    both, one = player.starts.draw([5, 6]), player.starts.draw([6])
+    np.testing.assert_array_equal(both.z[1], one.z[0])
+    assert (both.episode[1], both.t[1]) == (one.episode[0], one.t[0])
+
+
+class ScriptedM(torch.nn.Module):
+    """A stand-in for M: reward 1 every step, done logit from a per-row schedule (done at step done_at[i])."""
+
+    def __init__(self, z_dim: int, done_at: list[int]):
+        super().__init__()
+        self.z_dim, self.done_at = z_dim, torch.tensor(done_at)
+
+    def initial_state(self, batch, device="cpu"):
+        return (torch.zeros(batch),)
+
+    def controller_features(self, state):
+        return state[0][:, None]
+
+    def step(self, z, a, state):
+        t = state[0]
+        n = len(z)
+        done_logit = torch.where(t == self.done_at, 10.0, -10.0)
+        out = MDNOutput(torch.zeros(n, self.z_dim, 1), z[..., None], torch.full((n, self.z_dim, 1), -5.0),
+                        torch.ones(n), done_logit)
+        return out, (t + 1,)
+
+
+def test_a_dream_ends_when_m_says_done_and_counts_that_steps_reward():
+    m = ScriptedM(4, done_at=[1, 3])
+    source = envs.get("carracing")
+    result = dream(m, source, torch.zeros(2, 4), m.initial_state(2), scripted_actor([np.zeros(3, np.float32)] * 10),
+                   steps=10, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(result.lengths, [2, 4])  # done at step index 1 and 3: 2 and 4 steps
+    np.testing.assert_array_equal(result.returns, [2.0, 4.0])
+
+
+def test_dreams_with_discrete_actions(tmp_path):
+    """A discrete source: C picks by argmax, M reads one-hot actions."""
+    source = envs.get("airstriker")
+    z, a = 8, source.action_dim
+    world = WorldModel(source, ConvVAE(VAEConfig(z_dim=z)).eval(),
+                       MDNRNN(MDNRNNConfig(z_dim=z, action_dim=a, hidden=16)).eval())
+    rng = np.random.default_rng(0)
+    one_hot = np.eye(a, dtype=np.float32)
+    episodes = [latent_data.LatentEpisode(i, rng.normal(size=(21, z)).astype(np.float32), np.full((21, z), -2.0, np.float32),
+                                          one_hot[rng.integers(a, size=20)], np.zeros(20, np.float32), np.zeros(20, bool))
+                for i in range(2)]
+    latent_data.write(tmp_path / "latents.h5", iter(episodes), {"z_dim": z})
+    player = DreamPlayer(world, tmp_path / "latents.h5", max_steps=5, temperature=1.0, device=torch.device("cpu"), warmup=3)
+    fitness, steps = player.fitness(rng.normal(0, 0.5, (2, world.num_params)), [1, 2, 3])
+    assert fitness.shape == (2,) and np.all(np.isfinite(fitness)) and steps > 0
+    assert np.all(player.starts.draw([1, 2, 3]).t >= 3)
+
+
+# -- 05: files, the page, the keyboard demo --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dreamed(tiny_run, tmp_path_factory) -> dict:
+    """05 run once on a copy of the tiny run (with its controller); the run folder and 05's output."""
+    run = tmp_path_factory.mktemp("dream") / "run"
+    shutil.copytree(tiny_run["run"], run)
+    out = run_stage("05_dream.py", "--data", tiny_run["data"], "--run", run, "--steps", "20", "--dreams", "2",
+                    "--latent-dims", "2", "--device", "cpu")
+    return {"run": run, "out": out}
+
+
+def test_05_writes_every_output(dreamed):
+    run = dreamed["run"]
+    d = run / "dreams"
+    for name in ("reconstructions.png", "latent_sweep.png", "real_vs_dream_error.png"):
+        assert Image.open(d / name).size[0] > 200, name
+    for name in ("dream_0.gif", "dream_1.gif", "real_vs_dream.gif"):
+        with Image.open(d / name) as gif:
+            assert gif.format == "GIF" and gif.n_frames > 1, name
+    with Image.open(d / "real_vs_dream.gif") as gif:
+        assert gif.n_frames == 21  # the first frame and 20 steps (the tiny controller never ends an episode early)
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["dreams"]["driver"].startswith("the trained controller")
+    assert len(summary["dreams"]["returns"]) == 2 and len(summary["latent_sweep"]["dims"]) == 2
+    comparison = summary["real_vs_dream"]
+    assert len(comparison["error"]) == comparison["steps"] + 1 == 21
+    assert all(np.isfinite(comparison["error"]))
+    assert json.loads((run / "config.json").read_text())["dream"]["temperature"] == 1.15
+    page = (run / "report.html").read_text()
+    assert "Content-Security-Policy" in page
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # self-contained: no external requests
+    assert page.count("data:image/gif;base64,") == 3
+
+
+def test_report_opens_in_headless_chromium(dreamed, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    page = (dreamed["run"] / "report.html").as_uri()
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2000"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True)
+    with Image.open(shot) as img:
+        assert img.size == (1200, 2000)
+        assert len(np.unique(np.asarray(img.convert("L").resize((120, 200))))) > 20  # drawn, not blank
+    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", page], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    attrs = dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', body))
+    assert int(attrs["data-images"]) >= 8  # curves, reconstructions, sweep, 2 dreams, real vs dream and its plot
+    assert attrs["data-images-ok"] == attrs["data-images"] and attrs["data-errors"] == "0"
+
+
+def test_play_drives_the_dream_with_scripted_keys(tiny_run, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    import pygame
+
+    world = WorldModel.load(tiny_run["run"], "carracing")
+    starts = StartFrames(tiny_run["run"] / "latents.h5")
+    key = lambda kind, k: pygame.event.Event(kind, key=k)  # noqa: E731
+    script = {0: [key(pygame.KEYDOWN, pygame.K_UP)],
+              3: [key(pygame.KEYUP, pygame.K_UP), key(pygame.KEYDOWN, pygame.K_LEFT)],
+              6: [key(pygame.KEYUP, pygame.K_LEFT)],
+              8: [key(pygame.KEYDOWN, pygame.K_ESCAPE)]}
+    log = play.run(world, starts, temperature=1.15, seed=0, fps=0, events=lambda f: script.get(f, []), max_frames=50)
+    expected = [[0, 1, 0]] * 3 + [[-1, 0, 0]] * 3 + [[0, 0, 0]] * 2  # Esc before frame 8 is played
+    np.testing.assert_array_equal(np.array(log.actions), expected)
+    assert log.dreams >= 1 and np.abs(np.diff(np.array(log.z), axis=0)).sum() > 0  # the dream moved
+
+
+def test_keyboard_bindings_of_other_sources():
+    shapeherd = envs.get("shapeherd")
+    np.testing.assert_allclose(play.keyboard_action(shapeherd, frozenset({"down"})), [np.pi / 2, 400], rtol=1e-6)
+    np.testing.assert_allclose(play.keyboard_action(shapeherd, frozenset()), [0, 0])
+    airstriker = envs.get("airstriker")  # combos: [], LEFT, RIGHT, B, LEFT+B, RIGHT+B
+    assert play.keyboard_action(airstriker, frozenset({"left", "space"})) == 4
+    assert play.keyboard_action(airstriker, frozenset({"3"})) == 2
+    assert play.keyboard_action(airstriker, frozenset()) == 0
+
+
+def test_05_help_and_a_missing_run():
+    out = run_stage("05_dream.py", "--help").stdout
+    for flag in ("--temperature", "--dreams", "--steps", "--latent-dims", "--device", "--play", "--warmup"):
+        assert flag in out
+    proc = run_stage("05_dream.py", "--run", "/nonexistent/run", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "vae.pt not found" in proc.stderr
