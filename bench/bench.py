@@ -2,10 +2,10 @@
 
     python bench/bench.py [--workers N] [--quick]
 
-Figures: collection frames/s with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); V training
-images/s; M training steps/s at the paper's batch (100 sequences × 999 steps); controller-evaluation
-env-steps/s (V, M and C in the loop) next to the bare env's env-steps/s, both in one process; and the
-env-steps/s of every other data source (ShapeHerd, Airstriker, DeepMind Control walker-walk).
+Figures: stock CarRacing-v3 against FastCarRacing on the same actions; controller-evaluation env-steps/s
+(V, M and C in the loop) against the bare env, and dream-steps/s (C evolved inside M) against both;
+collection frames/s with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); the env-steps/s of
+every other data source; V training images/s; M training steps/s at the paper's batch (100 × 999).
 """
 from __future__ import annotations
 
@@ -24,13 +24,17 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 
 import envs  # noqa: E402
 from data import latents as latent_data  # noqa: E402
+from envs.carracing import FastCarRacing  # noqa: E402
+from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
 from pipeline.agent import Player, WorldModel  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
+from pipeline.dream import DreamPlayer  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
 
 
@@ -52,15 +56,38 @@ def bench_collection(workers: int, episodes: int, steps: int) -> float:
         return episodes * steps / (time.perf_counter() - start)
 
 
-def bench_bare_env(steps: int) -> float:
-    source = envs.get("carracing")
-    env = source.make(steps)
-    rng = np.random.default_rng(0)
+def bench_bare_env(env_class: type, steps: int) -> float:
+    """env-steps/s of one CarRacing class in this process, on the same Brownian action sequence."""
+    env = env_class()
+    policy = BrownianPolicy(env.action_space, np.random.default_rng(0))
+    actions = [policy.act() for _ in range(steps)]
     env.reset(seed=0)
     start = time.perf_counter()
-    for _ in range(steps):
-        env.step(np.array([rng.uniform(-1, 1), rng.uniform(0, 1), 0.0], np.float32))
+    for action in actions:
+        env.step(action)
     return steps / (time.perf_counter() - start)
+
+
+def bench_dream(pop: int, trials: int, steps: int, device: str) -> float:
+    """dream-steps/s: pop × trials controllers rolled out as one batch through an untrained M (LSTM 256) and C."""
+    torch.set_num_threads(1)
+    world = WorldModel(envs.get("carracing"), ConvVAE().eval(), MDNRNN().eval())
+    with torch.no_grad():
+        world.mdnrnn.head.bias[-1] = -10.0  # done logit: no dream ends early, every row runs all its steps
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "latents.h5"
+        eps = [latent_data.LatentEpisode(i, rng.standard_normal((steps + 1, 32), dtype=np.float32),
+                                         np.full((steps + 1, 32), -2.0, np.float32),
+                                         rng.uniform(-1, 1, (steps, 3)).astype(np.float32),
+                                         np.zeros(steps, np.float32), np.zeros(steps, bool)) for i in range(4)]
+        latent_data.write(path, iter(eps), {"z_dim": 32})
+        player = DreamPlayer(world, path, steps, 1.15, torch.device(device))
+        params = rng.normal(0, 0.1, (pop, world.num_params))
+        player.fitness(params[:1], [0])  # warm-up
+        start = time.perf_counter()
+        _, n = player.fitness(params, list(range(trials)))
+        return n / (time.perf_counter() - start)
 
 
 def bench_source(name: str, steps: int) -> float:
@@ -122,14 +149,23 @@ def main() -> None:
     steps = 100 * scale
 
     rows = []
+    stock = bench_bare_env(StockCarRacing, steps * 2)
+    fast = bench_bare_env(FastCarRacing, steps * 2)
+    rows.append(("stock CarRacing-v3 (Gymnasium), 1 process", f"{stock:,.0f} env-steps/s", "1.00 (baseline)"))
+    rows.append(("FastCarRacing (pixel-identical), 1 process", f"{fast:,.0f} env-steps/s", f"{fast / stock:.2f} × stock"))
+    ctrl = bench_controller_eval(batch=4 * scale, steps=steps)
+    rows.append(("controller evaluation (V+M+C, FastCarRacing), 1 process", f"{ctrl:,.0f} env-steps/s",
+                 f"{ctrl / fast:.2f} of bare FastCarRacing"))
+    dream = bench_dream(pop=64, trials=16 if not args.quick else 2, steps=steps, device="cpu")
+    rows.append(("controller evaluation in M's dream (64 × 16 batch), 1 CPU thread", f"{dream:,.0f} dream-steps/s",
+                 f"{dream / ctrl:.0f} × real-env evaluation"))
+    if torch.cuda.is_available():
+        gpu = bench_dream(pop=64, trials=16, steps=steps, device="cuda")
+        rows.append(("controller evaluation in M's dream, CUDA", f"{gpu:,.0f} dream-steps/s", f"{gpu / ctrl:.0f} × real env"))
     c1 = bench_collection(1, 2 * scale, steps)
     cn = bench_collection(n, 2 * scale * n, steps)
-    rows.append(("collection, 1 worker", f"{c1:,.0f} frames/s", "1.00 (baseline)"))
-    rows.append((f"collection, {n} workers", f"{cn:,.0f} frames/s", f"{cn / (n * c1):.2f} of {n} × 1-worker"))
-    bare = bench_bare_env(steps * 2)
-    ctrl = bench_controller_eval(batch=4 * scale, steps=steps)
-    rows.append(("bare CarRacing-v3 env, 1 process", f"{bare:,.0f} env-steps/s", "1.00 (baseline)"))
-    rows.append(("controller evaluation (V+M+C), 1 process", f"{ctrl:,.0f} env-steps/s", f"{ctrl / bare:.2f} of bare env"))
+    rows.append(("collection (FastCarRacing), 1 worker", f"{c1:,.0f} frames/s", "1.00 (baseline)"))
+    rows.append((f"collection (FastCarRacing), {n} workers", f"{cn:,.0f} frames/s", f"{cn / (n * c1):.2f} of {n} × 1-worker"))
     for name, n_steps in (("shapeherd", 3000), ("airstriker", 2000), ("dmc:walker-walk", 300)):
         try:
             rate = bench_source(name, n_steps * scale // 3)
@@ -137,7 +173,7 @@ def main() -> None:
             rows.append((f"{name} env (random actions), 1 process", "unavailable", str(e)[:60]))
             continue
         rows.append((f"{name} env (random actions, 64×64 frames), 1 process", f"{rate:,.0f} env-steps/s",
-                     f"{rate / bare:.1f} × CarRacing"))
+                     f"{rate / fast:.1f} × FastCarRacing"))
     vae = bench_vae(100, 3 * scale)
     rows.append(("V training, batch 100, CPU", f"{vae:,.0f} images/s", ""))
     mdn = bench_mdnrnn(100 if not args.quick else 20, 999 if not args.quick else 200, scale)
