@@ -25,13 +25,17 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 import envs  # noqa: E402
 from data import latents as latent_data  # noqa: E402
+from data.frames import FrameBlocks  # noqa: E402
+from data.store import Episode, RolloutStore, ShardInfo  # noqa: E402
 from envs.carracing import FastCarRacing  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
+from models.mdnrnn import MDNOutput, mixture_nll  # noqa: E402
 from pipeline.agent import Player, WorldModel  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
 from pipeline.dream import DreamPlayer  # noqa: E402
@@ -118,15 +122,51 @@ def bench_controller_eval(batch: int, steps: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def bench_vae(batch: int, repeat: int) -> float:
+def bench_vae(batch: int, batches: int) -> tuple[float, float]:
+    """V training images/s: (stage 02's path: frames streamed from HDF5 shards through its DataLoader and
+    vae_step, a plain PyTorch loop over the same frames already in memory as a tensor)."""
     torch.set_num_threads(os.cpu_count())
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (batch * batches, 64, 64, 3), dtype=np.uint8)
+    device = torch.device("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RolloutStore(tmp)
+        info = ShardInfo(env="bench", spaces={}, preprocessing="synthetic")
+        per_episode = len(frames) // 4
+        episodes = [Episode(i, frames[i * per_episode:(i + 1) * per_episode], np.zeros((per_episode - 1, 3), np.float32),
+                            np.zeros(per_episode - 1, np.float32), np.zeros(per_episode - 1, bool),
+                            np.zeros(per_episode - 1, bool), i, "bench") for i in range(4)]
+        store.pack([store.stage(ep, info) for ep in episodes], info)
+        refs = store.index()
+
+        vae = ConvVAE()
+        opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
+        vae_step(vae, opt, torch.from_numpy(frames[:batch]), device)  # warm-up
+        loader = DataLoader(FrameBlocks(refs, batch, 4, 0, 0), batch_size=None, num_workers=1)
+        start, n = time.perf_counter(), 0
+        for _, _, batch_frames in loader:
+            vae_step(vae, opt, batch_frames, device)
+            n += len(batch_frames)
+        pipeline = n / (time.perf_counter() - start)
+
     vae = ConvVAE()
     opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
-    frames = torch.randint(0, 256, (batch, 64, 64, 3), dtype=torch.uint8)
-    return batch / timed(lambda: vae_step(vae, opt, frames, torch.device("cpu")), repeat)
+    data = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)  # the plain loop's tensor, ready
+    start = time.perf_counter()
+    for s in range(0, len(data), batch):
+        x = data[s: s + batch]
+        recon, mu, logvar = vae(x)
+        loss = (recon - x).pow(2).sum((1, 2, 3)).mean() + (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    plain = len(data) / (time.perf_counter() - start)
+    return pipeline, plain
 
 
-def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> float:
+def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> tuple[float, float]:
+    """M training steps/s: (stage 03's mdn_step on a data.latents batch, a plain loop: nn.LSTM + linear head +
+    the same mixture loss on tensors already in memory)."""
     torch.set_num_threads(os.cpu_count())
     model = MDNRNN(MDNRNNConfig())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -135,8 +175,28 @@ def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> float:
                                      np.full((seq_len + 1, 32), -2.0, np.float32),
                                      rng.uniform(-1, 1, (seq_len, 3)).astype(np.float32),
                                      np.zeros(seq_len, np.float32), np.zeros(seq_len, bool)) for i in range(batch)]
-    b = latent_data.batch(eps, [(i, 0) for i in range(batch)], seq_len, rng)
-    return 1.0 / timed(lambda: mdn_step(model, opt, b, torch.device("cpu"), 1.0, 10.0), repeat)
+    picks = [(i, 0) for i in range(batch)]
+    pipeline = 1.0 / timed(lambda: mdn_step(model, opt, latent_data.batch(eps, picks, seq_len, rng),
+                                            torch.device("cpu"), 1.0, 10.0), repeat)
+
+    lstm, head = torch.nn.LSTM(35, 256, batch_first=True), torch.nn.Linear(256, 3 * 32 * 5 + 2)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+    b = latent_data.batch(eps, picks, seq_len, rng)
+    x = torch.cat([b["z"], b["actions"]], -1)
+
+    def plain_step() -> None:
+        out = head(lstm(x)[0])
+        mix = out[..., :480].unflatten(-1, (3, 32, 5))
+        nll = mixture_nll(MDNOutput(mix[..., 0, :, :], mix[..., 1, :, :], mix[..., 2, :, :], out[..., -2], out[..., -1]),
+                          b["z_next"])
+        loss = nll + (out[..., -2] - b["rewards"]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([*lstm.parameters(), *head.parameters()], 1.0)
+        opt.step()
+
+    plain = 1.0 / timed(plain_step, repeat)
+    return pipeline, plain
 
 
 def main() -> None:
@@ -174,11 +234,17 @@ def main() -> None:
             continue
         rows.append((f"{name} env (random actions, 64×64 frames), 1 process", f"{rate:,.0f} env-steps/s",
                      f"{rate / fast:.1f} × FastCarRacing"))
-    vae = bench_vae(100, 3 * scale)
-    rows.append(("V training, batch 100, CPU", f"{vae:,.0f} images/s", ""))
-    mdn = bench_mdnrnn(100 if not args.quick else 20, 999 if not args.quick else 200, scale)
-    shape = "100 × 999" if not args.quick else "20 × 200"
-    rows.append((f"M training (LSTM 256), batch {shape}, CPU", f"{mdn:.3f} steps/s", ""))
+    vae, vae_plain = bench_vae(100, 12 * scale)
+    rows.append(("V training, batch 100, plain PyTorch loop (frames in memory), CPU", f"{vae_plain:,.0f} images/s",
+                 "1.00 (baseline)"))
+    rows.append(("V training, batch 100, stage 02 (streamed from HDF5), CPU", f"{vae:,.0f} images/s",
+                 f"{vae / vae_plain:.2f} × plain loop"))
+    shape = (100, 999) if not args.quick else (20, 200)
+    mdn, mdn_plain = bench_mdnrnn(*shape, scale)
+    rows.append((f"M training (LSTM 256), batch {shape[0]} × {shape[1]}, plain PyTorch loop, CPU", f"{mdn_plain:.3f} steps/s",
+                 "1.00 (baseline)"))
+    rows.append((f"M training (LSTM 256), batch {shape[0]} × {shape[1]}, stage 03's step, CPU", f"{mdn:.3f} steps/s",
+                 f"{mdn / mdn_plain:.2f} × plain loop"))
 
     cpu = platform.processor() or platform.machine()
     try:
