@@ -12,8 +12,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "vae": {"epochs": 6, "batch": 64},
         "mdnrnn": {"epochs": 30, "seq_len": 100, "batch": 16},
         "controller": {
-            "pop": 16, "trials": 2, "generations": 20, "steps": 300, "workers": 2,
-            "eval_every": 5, "eval_episodes": 8,
+            "pop": 16, "trials": 2, "generations": 12, "steps": 300, "workers": 2,
+            "eval_every": 4, "eval_episodes": 8,
         },
     },
 }
