@@ -28,7 +28,7 @@ def main() -> None:
 
     job = CollectJob(env=args.env, state=args.state, data=str(args.data), seed=args.seed, policy=args.policy,
                      max_steps=args.steps, shard_size=args.shard_size, episode_ids=[])
-    present, added = collect(job, args.episodes, args.workers)
+    present, added = collect(job, args.episodes, args.workers, progress=args.verbose > 0)
     save_stage_config(args.run, "collect", args)
     print(f"{args.data}: {present + added} episodes ({present} already there, {added} collected)")
 

@@ -23,6 +23,8 @@ from pipeline import device as devices
 from pipeline.cli import (
     UsageError,
     fraction,
+    learning_rate,
+    nonneg_float,
     nonneg_int,
     parse_stage_args,
     positive_float,
@@ -32,7 +34,7 @@ from pipeline.cli import (
     stage_parser,
 )
 from pipeline.metrics import CsvLog
-from pipeline.training import Averages, check_finite, vae_step, vae_validate
+from pipeline.training import Averages, check_finite, check_weights, vae_step, vae_validate
 
 FIELDS = ["step", "epoch", "frames", "loss", "recon", "kl", "val_loss", "val_recon", "val_kl"]
 
@@ -41,9 +43,9 @@ def main() -> None:
     p = stage_parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training frames (paper: 1)")
     p.add_argument("--batch", type=positive_int, default=100, help="frames per batch")
-    p.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--lr", type=learning_rate, default=1e-4, help="Adam learning rate")
     p.add_argument("--z-dim", type=positive_int, default=32, help="latent size")
-    p.add_argument("--kl-tolerance", type=float, default=0.5, help="KL floor per latent dim (loss uses max(KL, tol*z))")
+    p.add_argument("--kl-tolerance", type=nonneg_float, default=0.5, help="KL floor per latent dim (loss uses max(KL, tol*z))")
     p.add_argument("--val-fraction", type=fraction, default=0.05, help="share of episodes held out (by id)")
     p.add_argument("--val-frames", type=positive_int, default=5000, help="frames scored per validation pass")
     p.add_argument("--block-episodes", type=positive_int, default=16,
@@ -56,7 +58,7 @@ def main() -> None:
     device = devices.resolve(args.device)
     torch.manual_seed(args.seed)
 
-    refs = RolloutStore(args.data).require()
+    refs = RolloutStore(args.data).require(args.env)
     train, val = split(refs, args.val_fraction)
     ckpt_path = args.run / "vae.pt"
     vae = ConvVAE(VAEConfig(args.z_dim, args.kl_tolerance)).to(device)
@@ -69,11 +71,14 @@ def main() -> None:
                              "pass the same --z-dim, or a new --run")
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # the saved state would bring back the old --lr
+            group["lr"] = args.lr
         progress = state["progress"]
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}, step {progress['step']}")
     save_stage_config(args.run, "vae", args, train_episodes=len(train), val_episodes=len(val))
 
     def save() -> None:
+        check_weights(vae, f"step {progress['step']}")
         checkpoint.save(ckpt_path, {**vae.state(), "optimizer": opt.state_dict(),
                                     "progress": {**progress, "blocks_done": sorted(progress["blocks_done"])},
                                     "fingerprint": f"{progress['epoch']}.{progress['step']}"})
@@ -92,13 +97,12 @@ def main() -> None:
         bar = tqdm(loader, total=batches, desc=f"vae epoch {epoch + 1}/{args.epochs}")
         for i, (block, last_of_block, frames) in enumerate(bar):
             terms = vae_step(vae, opt, frames, device)
-            avg.add(terms, len(frames))
             progress["step"] += 1
+            check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
+            avg.add(terms, len(frames))
             progress["frames"] += len(frames)
             if progress["step"] % args.log_every == 0 and i < batches - 1:  # the epoch's last row comes below
-                row = avg.pop()
-                check_finite({"loss": torch.tensor(row["loss"])}, f"step {progress['step']}")
-                log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **row)
+                log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **avg.pop())
             if last_of_block:
                 done.add(block)
                 progress["blocks_done"] = done

@@ -9,7 +9,6 @@ plots/mdnrnn_update_fraction.png.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict
 
@@ -28,36 +27,23 @@ from pipeline import device as devices
 from pipeline.cli import (
     UsageError,
     fraction,
+    learning_rate,
+    nonneg_float,
+    only_with,
     parse_stage_args,
     positive_float,
     positive_int,
+    probability,
     run_main,
     save_stage_config,
     stage_parser,
 )
 from pipeline.metrics import CsvLog
-from pipeline.training import Averages, check_finite, mdn_step, mdn_validate
+from pipeline.training import Averages, check_finite, check_weights, mdn_step, mdn_validate
 
 LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
 # Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
 CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
-
-
-def probability(text: str) -> float:
-    value = positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a number in (0, 1)")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number") from None
-    if not value >= 0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"{text} is not a non-negative number")
-    return value
 
 
 def main() -> None:
@@ -72,20 +58,20 @@ def main() -> None:
     p.add_argument("--kappa", type=probability, default=defaults["kappa"],
                    help="vsg, svsg: prior probability κ that a state dimension is updated at a step; the "
                         "sparsity loss pulls every gate probability towards it")
-    p.add_argument("--sparsity-scale", type=non_negative_float, default=defaults["sparsity_scale"],
+    p.add_argument("--sparsity-scale", type=nonneg_float, default=defaults["sparsity_scale"],
                    help="vsg, svsg: α in the sparsity loss α·max(KL(Bernoulli(p) ‖ Bernoulli(κ)), floor), the KL "
                         "summed over state dims and averaged over batch × time")
-    p.add_argument("--sparsity-floor", type=non_negative_float, default=defaults["sparsity_floor"],
+    p.add_argument("--sparsity-floor", type=nonneg_float, default=defaults["sparsity_floor"],
                    help="vsg, svsg: the floor (nats per step) below which the sparsity KL is not penalised")
-    p.add_argument("--kl-scale", type=non_negative_float, default=defaults["kl_scale"],
+    p.add_argument("--kl-scale", type=nonneg_float, default=defaults["kl_scale"],
                    help="svsg only: β, the weight of KL(posterior ‖ prior) of the state, summed over the dims "
                         "the gate updated")
-    p.add_argument("--kl-free", type=non_negative_float, default=defaults["kl_free"],
+    p.add_argument("--kl-free", type=nonneg_float, default=defaults["kl_free"],
                    help="svsg only: free nats; the masked KL per step is not penalised below this value")
     p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training sequences")
     p.add_argument("--batch", type=positive_int, default=100, help="sequences per batch")
     p.add_argument("--seq-len", type=positive_int, default=999, help="steps per training sequence (teacher forcing)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate")
     p.add_argument("--hidden", type=positive_int, default=256, help="size of the recurrent state")
     p.add_argument("--mixtures", type=positive_int, default=5, help="Gaussian components per latent dimension")
     p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient-norm clipping")
@@ -94,6 +80,9 @@ def main() -> None:
     p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
     args = parse_stage_args(p, "mdnrnn")
+    for name in CORE_FLAGS:
+        users = [core for core in sorted(CORES) if name in core_options(core)]
+        only_with(p, args, [f"--{name.replace('_', '-')}"], args.core in users, f"with --core {' or '.join(users)}")
     # Take every core's flags out of args, so config.json records only those of the chosen core.
     given = {name: vars(args).pop(name) for name in CORE_FLAGS}
     options = {name: given[name] for name in core_options(args.core)}
@@ -101,7 +90,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     vae_state = checkpoint.load(args.run / "vae.pt", "02_train_vae.py")
-    refs = RolloutStore(args.data).require()
+    refs = RolloutStore(args.data).require(args.env)
     episodes = encode_latents(args, vae_state, refs, device)
     train_refs, val_refs = split(refs, args.val_fraction)
     val_ids = {r.id for r in val_refs}
@@ -123,6 +112,8 @@ def main() -> None:
             raise UsageError(f"{ckpt_path} was trained with {diff}: pass the same settings, or a new --run")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # the saved state would bring back the old --lr
+            group["lr"] = args.lr
         progress = state["progress"]
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
     save_stage_config(args.run, "mdnrnn", args, z_dim=config.z_dim, action_dim=config.action_dim,
@@ -134,6 +125,8 @@ def main() -> None:
                  key="epoch", resume_after=progress["epoch"])
     for epoch in range(progress["epoch"], args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
+        # The stochastic cores' noise too comes from (seed, epoch): a run resumed after a kill repeats the epoch exactly.
+        torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
         windows = latent_data.windows(train, args.seq_len, rng)
         order = rng.permutation(len(windows))
         avg = Averages()
@@ -142,15 +135,16 @@ def main() -> None:
             picks = [windows[i] for i in order[s: s + args.batch]]
             batch = latent_data.batch(train, picks, args.seq_len, rng)
             terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
-            avg.add(terms, int(batch["mask"].sum()))
             progress["step"] += 1
+            check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
+            avg.add(terms, int(batch["mask"].sum()))
         train_seconds = time.perf_counter() - start  # the optimisation steps alone, for steps/s comparisons
         row = avg.pop()
-        check_finite({"loss": torch.tensor(row["loss"])}, f"epoch {epoch + 1}, step {progress['step']}")
         val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
         log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
                   **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
         progress["epoch"] = epoch + 1
+        check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
         checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress})
         plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
                      args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)

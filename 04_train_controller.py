@@ -5,7 +5,8 @@
     python 04_train_controller.py --env carracing --evaluate 100      # mean ± std over 100 fresh episodes
 
 Every generation logs best/mean/worst fitness and sigma to metrics/controller.csv and saves the ES
-state (<run>/es_state.pkl): re-running resumes after the last completed generation. Every
+state (<run>/es_state.pkl): re-running resumes after the last completed generation. An evaluation worker
+that dies, or hangs past --task-timeout, is replaced and its tasks are played again (same results). Every
 --eval-every generations (and at the last) the CMA mean is scored on --eval-episodes real episodes; the
 best-scoring mean becomes <run>/controller.pt, the controller --evaluate and later stages use.
 
@@ -32,6 +33,7 @@ from pipeline.cli import (
     UsageError,
     atomic_write_text,
     nonneg_int,
+    only_with,
     parse_stage_args,
     positive_float,
     positive_int,
@@ -59,6 +61,10 @@ def main() -> None:
     p.add_argument("--generations", type=positive_int, default=1800, help="generations to evolve in total")
     p.add_argument("--steps", type=positive_int, help="cap on an episode's length (default: the env's)")
     p.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="evaluation processes")
+    p.add_argument("--task-timeout", type=positive_float, default=600.0,
+                   help="seconds in which some evaluation task (one candidate's trials) must finish, starting a fresh "
+                        "worker included; past it the workers count as hung and are replaced, and the unfinished tasks "
+                        "are played again (as after a worker died); with --workers 1 tasks run in this process")
     p.add_argument("--eval-every", type=positive_int, default=25, help="generations between scorings of the CMA mean")
     p.add_argument("--eval-episodes", type=positive_int, default=1024, help="episodes per scoring of the CMA mean")
     p.add_argument("--evaluate", type=nonneg_int, default=0, metavar="N",
@@ -75,6 +81,9 @@ def main() -> None:
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
                    help="dream mode: where M and C run (auto: CUDA when present)")
     args = parse_stage_args(p, "controller")
+    if args.evaluate and args.train_in == "dream":
+        p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
+    only_with(p, args, ["--temperature", "--real-every", "--warmup"], args.train_in == "dream", "with --in dream")
     args.steps = args.steps or args.source.default_max_steps
     torch.set_num_threads(1)
 
@@ -97,7 +106,7 @@ def main() -> None:
     save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
                       controller_out=world.controller_out)
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
-    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers)
+    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout)
     trainer = dreamer or evaluator
     every = (args.real_every or args.eval_every) if dreamer else args.eval_every
     try:
@@ -191,7 +200,7 @@ def evaluate(args, world: WorldModel) -> None:
     if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
         raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                          f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
-    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers)
+    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout)
     try:
         # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
         scores, _ = evaluator.scores(ctrl["params"].numpy(), episode_seeds(args.seed, 2, 0, args.evaluate), args.trials)

@@ -71,7 +71,7 @@ def main() -> None:
         print(play.HELP)
         play.run(world, starts, args.temperature, args.seed)
         return
-    refs = RolloutStore(args.data).require()
+    refs = RolloutStore(args.data).require(args.env)
     params, driver = load_controller(args, world)
     params = None if params is None else params.to(device)
     save_stage_config(args.run, "dream", args)

@@ -26,7 +26,7 @@ from data.store import RolloutStore
 from models.cores import CORES
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
-from pipeline import checkpoint, metrics
+from pipeline import checkpoint, metrics, plots
 from pipeline.cli import UsageError, atomic_write_text, load_config, parse_stage_args, positive_int, run_main, stage_parser
 from pipeline.compare import count_parameters, markdown_table, open_loop_errors
 from pipeline.plots import plt
@@ -61,7 +61,7 @@ def main() -> None:
         p.error("argument --horizons: horizons must be positive")
 
     vae_state = checkpoint.load(args.run / "vae.pt", "02_train_vae.py")
-    refs = RolloutStore(args.data).require()
+    refs = RolloutStore(args.data).require(args.env)
     out_dir = args.run / "cores"
     rows = []
     for core in cores:
@@ -130,8 +130,7 @@ def write_outputs(args, rows: list[dict], horizons: list[int], out_dir: Path) ->
     ax2.set(ylabel="validation NLL per latent dim", title="next-z NLL (lower is better)")
     fig.suptitle(settings, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "comparison.png", dpi=100)
-    plt.close(fig)
+    plots.save(fig, out_dir / "comparison.png")
 
 
 if __name__ == "__main__":

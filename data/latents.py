@@ -7,7 +7,6 @@ Layout: ``/episode_<id>/{mu, logvar}`` (T+1, Z) float32, ``actions`` (T, A), ``r
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import h5py
 import numpy as np
 import torch
 
-from data.store import atomic_path, episode_key
+from data.store import episode_key, new_h5
 
 
 @dataclass
@@ -34,16 +33,15 @@ class LatentEpisode:
 
 
 def write(path: Path, episodes: Iterator[LatentEpisode], attrs: dict) -> None:
-    """Write all episodes, atomically: the file appears under its name only when complete."""
-    tmp = atomic_path(path)
-    with h5py.File(tmp, "w") as f:
+    """Write all episodes, atomically: the file appears under its name only when complete. It is built in memory
+    (``new_h5``), no more than stage 03 then reads back into memory."""
+    with new_h5(path) as f:
         f.attrs.update(attrs)
         for ep in episodes:
             g = f.create_group(episode_key(ep.id))
             for name in ("mu", "logvar", "actions", "rewards", "terminations"):
                 g.create_dataset(name, data=getattr(ep, name))
             g.attrs["id"] = ep.id
-    os.replace(tmp, path)
 
 
 def read_attrs(path: Path) -> dict:

@@ -13,13 +13,18 @@ places; ``recover()`` resolves that by dropping the staged copy, so no episode i
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from data.atomic import write_bytes
 
 FORMAT_VERSION = 1
 FRAME_SHAPE = (64, 64, 3)
@@ -85,10 +90,6 @@ def episode_key(episode_id: int) -> str:
     return f"episode_{episode_id}"
 
 
-def atomic_path(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
 def _write_episode(f: h5py.File, ep: Episode) -> None:
     g = f.create_group(episode_key(ep.id))
     chunk = (min(OBS_CHUNK_FRAMES, len(ep.observations)), *FRAME_SHAPE)
@@ -102,14 +103,21 @@ def _write_episode(f: h5py.File, ep: Episode) -> None:
 
 def write_file(path: Path, episodes: list[Episode], info: ShardInfo) -> None:
     """Write ``episodes`` into a new file at ``path``, atomically (tmp file, fsync, rename)."""
-    tmp = atomic_path(path)
-    with h5py.File(tmp, "w") as f:
+    with new_h5(path) as f:
         f.attrs.update(info.attrs())
         for ep in episodes:
             _write_episode(f, ep)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+
+@contextmanager
+def new_h5(path: Path) -> Iterator[h5py.File]:
+    """A new HDF5 file, built in memory and written to ``path`` atomically when the block ends. HDF5 writing to
+    disk itself crashes the process (SIGSEGV) when a write fails (seen with a file-size limit); Python's own
+    write raises DiskFull instead."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        yield f
+    write_bytes(path, buffer.getbuffer())
 
 
 def read_episode(ref: EpisodeRef) -> Episode:
@@ -190,13 +198,18 @@ class RolloutStore:
             raise StoreError(f"no rollouts in {self.root}: run 01_collect.py first, or pass --data DIR")
         return self._scan(files[0])[0]
 
-    def require(self) -> list[EpisodeRef]:
-        """Like ``index`` but a missing or empty folder is an error naming what to run."""
+    def require(self, env: str | None = None) -> list[EpisodeRef]:
+        """Like ``index`` but a missing or empty folder, or rollouts of another env than ``env``, is an error
+        naming what to do."""
         if not self.root.is_dir():
             raise StoreError(f"data folder {self.root} does not exist: run 01_collect.py first, or pass --data DIR")
         refs = self.index()
         if not refs:
             raise StoreError(f"no rollouts in {self.root}: run 01_collect.py first, or pass --data DIR")
+        have = str(self.attrs()["env_name"])
+        if env is not None and have != env:
+            raise StoreError(f"{self.root} holds rollouts of --env {have}, not {env}: pass --env {have}, or the "
+                             f"--data folder of {env}")
         return refs
 
     # -- writing -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from models.controller import batched, num_params
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, to_input
 from pipeline import checkpoint
+from pipeline.cli import UsageError
 
 
 @dataclass
@@ -29,9 +30,18 @@ class WorldModel:
 
     @classmethod
     def load(cls, run: Path, env: str, state: str | None = None) -> WorldModel:
-        vae = ConvVAE.from_state(checkpoint.load(run / "vae.pt", "02_train_vae.py")).eval()
-        mdnrnn = MDNRNN.from_state(checkpoint.load(run / "mdnrnn.pt", "03_train_mdnrnn.py")).eval()
-        return cls(envs.get(env, state), vae, mdnrnn)
+        """V and M of ``run``; a UsageError if M was not trained on this V's z or on this env's actions."""
+        vae_state = checkpoint.load(run / "vae.pt", "02_train_vae.py")
+        m_state = checkpoint.load(run / "mdnrnn.pt", "03_train_mdnrnn.py")
+        source = envs.get(env, state)
+        z_v, z_m = vae_state["config"]["z_dim"], m_state["config"]["z_dim"]
+        if z_v != z_m:
+            raise UsageError(f"{run / 'mdnrnn.pt'} reads z of size {z_m} but {run / 'vae.pt'} encodes to {z_v}: "
+                             "run 03_train_mdnrnn.py again on this V (or restore the vae.pt M was trained on)")
+        if m_state["config"]["action_dim"] != source.action_dim:
+            raise UsageError(f"{run / 'mdnrnn.pt'} was trained on {m_state['config']['action_dim']} action inputs but "
+                             f"--env {env} has {source.action_dim}: pass the --env it was trained on, or another --run")
+        return cls(source, ConvVAE.from_state(vae_state).eval(), MDNRNN.from_state(m_state).eval())
 
     @property
     def controller_in(self) -> int:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.cli import UsageError, atomic_write_bytes
+from data.atomic import write_bytes
+from pipeline.cli import UsageError
 
 
 def save(path: Path, payload: dict) -> None:
@@ -20,11 +21,12 @@ def save(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def load(path: Path, made_by: str) -> dict:
-    """Load a checkpoint; a missing or damaged file is a UsageError naming ``made_by``, the script to run."""
+    """Load a checkpoint; a missing or damaged file, or one with NaN or infinite weights, is a UsageError naming
+    ``made_by``, the script to run."""
     if not path.exists():
         raise UsageError(f"{path} not found: run {made_by} first (or pass the right --run)")
     try:
@@ -33,4 +35,7 @@ def load(path: Path, made_by: str) -> dict:
         raise UsageError(f"{path} is corrupted or not a checkpoint: delete it and run {made_by} again") from None
     if not isinstance(payload, dict) or "config" not in payload:
         raise UsageError(f"{path} is not a checkpoint of this project: delete it and run {made_by} again")
+    weights = [t for t in payload.get("model", {}).values() if t.is_floating_point()]
+    if weights and not torch.stack([torch.isfinite(t).all() for t in weights]).all():
+        raise UsageError(f"{path} holds NaN or infinite weights: delete it and run {made_by} again (with a lower --lr)")
     return payload

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import envs
+from data import atomic
 from data.store import StoreError
 from envs.base import EnvUnavailable
 from pipeline.presets import PRESETS
@@ -40,7 +41,7 @@ def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value < low or (value == low and not inclusive):
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
 
@@ -51,12 +52,28 @@ def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str
 positive_int = _number(int, 0, False, "a positive integer")
 nonneg_int = _number(int, 0, True, "a non-negative integer")
 positive_float = _number(float, 0.0, False, "a positive number")
+nonneg_float = _number(float, 0.0, True, "a non-negative number")
 
 
 def fraction(text: str) -> float:
     value = _number(float, 0.0, True, "a number in [0, 1)")(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a number in [0, 1)")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """Adam moves every weight by about the learning rate per step: above 1 it can only diverge."""
+    value = _number(float, 0.0, False, "a learning rate in (0, 1]")(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a learning rate in (0, 1]")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _number(float, 0.0, False, "a number in (0, 1)")(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number in (0, 1)")
     return value
 
 
@@ -98,14 +115,29 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
     return args
 
 
+def only_with(parser: Parser, args: argparse.Namespace, flags: list[str], applies: bool, when: str) -> None:
+    """A flag of ``flags`` set to other than its default where it does not apply (``applies`` is false)
+    contradicts the others: one line naming it, exit 2."""
+    for flag in flags:
+        dest = flag.lstrip("-").replace("-", "_")
+        if not applies and getattr(args, dest) != parser.get_default(dest):
+            parser.error(f"argument {flag}: applies only {when}; drop it")
+
+
 def run_main(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``: bad input → one line and exit 2; a dead worker → one line and exit 1;
-    Ctrl-C → exit 130."""
+    """Run a stage's ``main``: bad input or a full disk → one line and exit 2; a dead worker → one line
+    and exit 1; Ctrl-C → exit 130."""
     prog = Path(sys.argv[0]).name
     try:
         main()
-    except (UsageError, StoreError, EnvUnavailable) as e:
+    except (UsageError, StoreError, EnvUnavailable, atomic.DiskFull) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        reason = atomic.no_space(e)
+        if reason is None:
+            raise
+        print(f"{prog}: error: {atomic.DiskFull(e.filename or 'a file', reason)}", file=sys.stderr)
         sys.exit(2)
     except WorkerError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -116,18 +148,8 @@ def run_main(main: Callable[[], None]) -> None:
 
 
 # -- the run folder's config.json -------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write then rename: the file under ``path`` is always either the old or the new version."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    atomic.write_bytes(path, text.encode())
 
 
 def load_config(run: Path) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
+import sys
 import traceback
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
+from data.atomic import DiskFull
 from data.store import Episode, RolloutStore, ShardInfo
 from pipeline.cli import UsageError, WorkerError
 
@@ -93,12 +95,14 @@ def run_job(job: CollectJob, report=lambda episode_id: None) -> None:
     env.close()
 
 
-def _worker(job: CollectJob, messages) -> None:
+def _worker(job: CollectJob, index: int, messages) -> None:
     try:
-        run_job(job, report=lambda i: messages.put(("episode", i)))
-        messages.put(("done", None))
+        run_job(job, report=lambda i: messages.put(("episode", index, i)))
+        messages.put(("done", index, None))
+    except DiskFull as e:
+        messages.put(("disk full", index, e))
     except BaseException:
-        messages.put(("error", traceback.format_exc()))
+        messages.put(("error", index, traceback.format_exc()))
 
 
 def check_compatible(store: RolloutStore, job: CollectJob) -> None:
@@ -118,13 +122,14 @@ def check_compatible(store: RolloutStore, job: CollectJob) -> None:
             )
 
 
-def collect(job: CollectJob, episodes: int, workers: int) -> tuple[int, int]:
+def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True) -> tuple[int, int]:
     """Bring the dataset in ``job.data`` up to ``episodes`` episodes. Returns (already there, added)."""
     source = envs.get(job.env, job.state)
     store = RolloutStore(job.data)
     probe = source.make(job.max_steps)
-    store.recover(shard_info(job, source, probe))
+    info = shard_info(job, source, probe)
     probe.close()
+    store.recover(info)
     check_compatible(store, job)
     have = {ref.id for ref in store.index()}
     missing = [i for i in range(episodes) if i not in have]
@@ -132,44 +137,62 @@ def collect(job: CollectJob, episodes: int, workers: int) -> tuple[int, int]:
     if not missing:
         return present, 0
     workers = min(workers, len(missing))
-    bar = tqdm(total=episodes, initial=present, desc="collect", unit="ep")
+    hide = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE decides
+    bar = tqdm(total=episodes, initial=present, desc="collect", unit="ep", **hide)
     if workers == 1:
         run_job(CollectJob(**{**vars(job), "episode_ids": missing}), report=lambda i: bar.update())
-    else:
-        _run_workers(job, missing, workers, bar)
+    elif _run_workers(job, missing, workers, bar):
+        store.recover(info)  # pack what replaced workers had staged but not packed
     bar.close()
     return present, len(missing)
 
 
-def _run_workers(job: CollectJob, missing: list[int], workers: int, bar: tqdm) -> None:
+def _run_workers(job: CollectJob, missing: list[int], workers: int, bar: tqdm, retries: int = 3) -> int:
+    """Play ``missing`` across ``workers`` processes. A worker that dies is replaced by a new one for the
+    episodes it had not finished (at most ``retries`` times in all); returns how many were replaced."""
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker, args=(CollectJob(**{**vars(job), "episode_ids": missing[w::workers]}), messages))
-        for w in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    running = len(procs)
+    todo = {w: missing[w::workers] for w in range(workers)}  # episodes each worker has not reported yet
+    procs = {}
+
+    def start(w: int) -> None:
+        procs[w] = ctx.Process(target=_worker, args=(CollectJob(**{**vars(job), "episode_ids": todo[w]}), w, messages))
+        procs[w].start()
+
+    for w in todo:
+        start(w)
+    running, replaced = set(todo), 0
     try:
         while running:
             try:
-                kind, payload = messages.get(timeout=1.0)
+                kind, w, payload = messages.get(timeout=1.0)
             except queue_mod.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise WorkerError(f"a collection worker died (exit code {dead[0].exitcode}); "
-                                       "re-run the same command to complete the dataset") from None
+                for w in sorted(running):
+                    if procs[w].exitcode in (None, 0):  # alive, or its "done" is still on its way
+                        continue
+                    if replaced == retries:
+                        raise WorkerError(f"collection workers died {retries + 1} times (last exit code "
+                                          f"{procs[w].exitcode}); check free memory, then re-run the same command "
+                                          "to complete the dataset") from None
+                    replaced += 1
+                    print(f"warning: a collection worker died (exit code {procs[w].exitcode}); a new one plays its "
+                          f"{len(todo[w])} unfinished episodes", file=sys.stderr, flush=True)
+                    procs[w].join()
+                    start(w)
                 continue
             if kind == "episode":
+                todo[w].remove(payload)
                 bar.update()
             elif kind == "done":
-                running -= 1
+                running.discard(w)
+            elif kind == "disk full":
+                raise payload
             else:
                 raise WorkerError(f"a collection worker failed ({payload.strip().splitlines()[-1]}); "
                                   "re-run the same command to complete the dataset")
     finally:
-        for p in procs:
+        for p in procs.values():
             if p.is_alive():
                 p.terminate()
             p.join()
+    return replaced

@@ -1,14 +1,17 @@
 """CMA-ES over controller parameters, with candidates evaluated by worker processes.
 
 A task is one candidate with all its trials (the same episode seeds for every candidate of a
-generation), played in lockstep by one worker. Workers are spawned once and load V and M once.
-The ES (pycma, which minimises: it is told −return) is pickled after every generation, with the
-numpy random state it draws from, so a re-run resumes exactly where the last generation ended.
+generation), played in lockstep by one worker. Workers are spawned once and load V and M once (and
+again only when a worker died or hung: see ``Evaluator``). The ES (pycma, which minimises: it is told
+−return) is pickled after every generation, with the numpy random state it draws from, so a re-run
+resumes exactly where the last generation ended.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import pickle
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -16,8 +19,9 @@ import cma
 import numpy as np
 import torch
 
+from data.atomic import write_bytes
 from pipeline.agent import Player, WorldModel
-from pipeline.cli import UsageError, WorkerError, atomic_write_bytes
+from pipeline.cli import UsageError, WorkerError
 
 _player: Player | None = None
 
@@ -40,31 +44,61 @@ def episode_seeds(seed: int, purpose: int, index: int, n: int) -> list[int]:
 
 
 class Evaluator:
-    """Plays (params, seeds) tasks: in this process for one worker, else in a process pool."""
+    """Plays (params, seeds) tasks: in this process for one worker, else in a process pool that survives
+    its workers. A worker that dies, or a pool where no task finishes for ``task_timeout`` seconds (so
+    every task running has run that long: a hung worker), is replaced by a fresh pool that plays again only
+    the tasks without a result; a task's result depends only on its inputs, so the outcome is the same as
+    if nothing had happened. After ``retries`` replacements within one call it gives up with WorkerError."""
 
-    def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int):
-        self.workers = workers
-        args = (str(run), env, state, max_steps)
+    def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int,
+                 task_timeout: float = 600.0, retries: int = 3):
+        self.workers, self.task_timeout, self.retries = workers, task_timeout, retries
+        self.init_args = (str(run), env, state, max_steps)
+        self.pool = None
         if workers == 1:
-            _init_worker(*args)
-            self.pool = None
+            _init_worker(*self.init_args)
         else:
-            import multiprocessing as mp
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                            initializer=_init_worker, initargs=args)
+            self._start()
+
+    def _start(self) -> None:
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                        initializer=_init_worker, initargs=self.init_args)
 
     def run(self, tasks: list[tuple[np.ndarray, list[int]]]) -> tuple[list[np.ndarray], int]:
         """Each task (params (N, P), seeds (N,)) → its returns (N,); plus the total env steps."""
         if self.pool is None:
             results = [_play(p, s) for p, s in tasks]
         else:
-            try:
-                results = list(self.pool.map(_play, *zip(*tasks)))
-            except BrokenProcessPool:
+            done: dict[int, tuple[np.ndarray, int]] = {}
+            for attempt in range(self.retries + 1):
+                problem = self._play_missing(tasks, done)
+                if problem is None:
+                    break
                 self.close(kill=True)
-                raise WorkerError("an evaluation worker died; re-run the same command to resume after the "
-                                  "last completed generation") from None
+                if attempt == self.retries:
+                    raise WorkerError(f"{problem}, {self.retries + 1} times in one batch of evaluations; check the "
+                                      "env and free memory, then re-run the same command to resume after the last "
+                                      "completed generation")
+                print(f"warning: {problem}; starting fresh workers to play the {len(tasks) - len(done)} unfinished "
+                      "tasks again", file=sys.stderr, flush=True)
+                self._start()
+            results = [done[i] for i in range(len(tasks))]
         return [r for r, _ in results], sum(n for _, n in results)
+
+    def _play_missing(self, tasks: list, done: dict) -> str | None:
+        """Play the tasks that have no entry in ``done`` yet, filling it in; what went wrong, or None."""
+        try:
+            futures = {self.pool.submit(_play, *tasks[i]): i for i in range(len(tasks)) if i not in done}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=self.task_timeout, return_when=FIRST_COMPLETED)
+                if not finished:
+                    return f"no evaluation finished within --task-timeout {self.task_timeout:g} s (a worker hung)"
+                for future in finished:
+                    done[futures[future]] = future.result()
+        except BrokenProcessPool:
+            return "an evaluation worker died"
+        return None
 
     def fitness(self, candidates: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
         """Mean return of each candidate (K, P) over the same episode seeds."""
@@ -80,14 +114,18 @@ class Evaluator:
         return np.concatenate(returns), steps
 
     def close(self, kill: bool = False) -> None:
-        """Shut the pool down; ``kill`` also ends workers still busy (after one died, their work is lost)."""
+        """Shut the pool down. Idle workers exit by themselves; one that does not within a few seconds (or at
+        once with ``kill``: busy, hung or stopped) is killed, so closing never waits on a stuck worker."""
         if self.pool is None:
             return
-        if kill:
-            # ProcessPoolExecutor has no public terminate before Python 3.14.
-            for proc in list(getattr(self.pool, "_processes", {}).values()):
-                proc.kill()
-        self.pool.shutdown(wait=not kill, cancel_futures=True)
+        # ProcessPoolExecutor has no public terminate before Python 3.14.
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.join(timeout=0 if kill else 5)
+            if proc.exitcode is None:
+                proc.kill()  # SIGKILL ends a stopped process too
+                proc.join()
         self.pool = None
 
 
@@ -111,7 +149,7 @@ class ESState:
 
     def save(self, path: Path) -> None:
         self.numpy_rng = np.random.get_state()
-        atomic_write_bytes(path, pickle.dumps(self))
+        write_bytes(path, pickle.dumps(self))
 
     @staticmethod
     def load(path: Path, dim: int) -> ESState:

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data.atomic import atomic  # noqa: E402
 from pipeline import metrics  # noqa: E402
 
 
@@ -28,7 +29,13 @@ def curves(csv_path: Path, x: str, ys: list[str], out: Path, title: str, logy: b
     ax.legend()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    save(fig, out)
+
+
+def save(fig, out: Path, dpi: int = 100) -> None:
+    """Write ``fig`` as a PNG atomically (an interrupted write never replaces the last good figure), and close it."""
+    with atomic(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
 
 
@@ -46,5 +53,4 @@ def image_rows(rows: list[np.ndarray], labels: list[str], out: Path, title: str)
     fig.suptitle(title)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save(fig, out)

@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from data.atomic import atomic  # noqa: E402
+from pipeline import plots  # noqa: E402
 from pipeline.cli import atomic_write_text, load_config  # noqa: E402
 
 # Frames are 64×64. GIFs store them 2× larger (nearest neighbour), which leaves room for a caption; the page
@@ -60,9 +62,8 @@ def save_gif(images: Sequence[Image.Image], path: Path, fps: int = FPS) -> None:
     """An endlessly looping GIF, written to a temporary name first. Each frame gets its own 256-colour palette
     without dithering: dithering noise would triple the file (LZW compresses flat runs, not noise)."""
     frames = [im.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE) for im in images]
-    tmp = path.with_name(path.name + ".tmp")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
-    tmp.replace(path)
+    with atomic(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
 
 
 def mp4_writer() -> str | None:
@@ -131,8 +132,7 @@ def error_figure(error: np.ndarray, floor: np.ndarray, path: Path) -> tuple[np.n
     # Display coordinates of each step on the x axis (origin at the figure's left edge).
     columns = ax.transData.transform(np.stack([steps, np.zeros_like(steps)], axis=1).astype(float))[:, 0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    plots.save(fig, path, dpi)
     return image, np.round(columns).astype(int)
 
 

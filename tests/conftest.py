@@ -1,9 +1,12 @@
 """Shared helpers: run the real stage scripts as subprocesses, and one tiny pipeline run per session."""
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,10 +23,14 @@ TINY = {
 }
 
 
-def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def stage_env(**extra: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", **extra}
+
+
+def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300, env: dict | None = None,
+              **popen) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env or stage_env(),
+                          capture_output=True, text=True, timeout=timeout, **popen)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
@@ -42,3 +49,74 @@ def tiny_run(tmp_path_factory) -> dict:
     out["evaluate"] = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "2",
                                 "--evaluate", "3")
     return out
+
+
+class Started:
+    """A stage running in its own process group (its workers with it); stdout and stderr go to files in
+    ``logs``, so a full pipe never stalls it."""
+
+    def __init__(self, script: str, *args, logs: Path, env: dict | None = None):
+        logs.mkdir(parents=True, exist_ok=True)
+        self.out, self.err = logs / f"{script}.out", logs / f"{script}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
+                                         env=env or stage_env(), stdout=out, stderr=err, text=True,
+                                         start_new_session=True)
+        self.pid = self.proc.pid
+
+    def wait(self, timeout: float = 300) -> int:
+        return self.proc.wait(timeout)
+
+    def stdout(self) -> str:
+        return self.out.read_text()
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+
+@contextmanager
+def started(script: str, *args, logs: Path, env: dict | None = None):
+    """Start a stage; whatever happens in the block, its whole process group is killed when the block ends."""
+    stage = Started(script, *args, logs=logs, env=env)
+    try:
+        yield stage
+    finally:
+        kill_group(stage.proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the stage and its workers at once (as the OOM killer or a cluster's scheduler would)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of a stage: its children, except multiprocessing's resource tracker."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    found = []
+    for child in map(int, out.split()):
+        try:
+            if "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text():
+                found.append(child)
+        except OSError:  # it ended meanwhile
+            pass
+    return found
+
+
+def snapshot(*folders) -> dict:
+    """sha256 of every file under ``folders``."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(proc, *needles):
+    """Exit code 2, exactly one line on stderr, no traceback, and every needle in that line."""
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
