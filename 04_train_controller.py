@@ -31,7 +31,9 @@ from pipeline import device as devices
 from pipeline.agent import WorldModel
 from pipeline.cli import (
     UsageError,
+    add_backend_flags,
     atomic_write_text,
+    check_backend_flags,
     nonneg_int,
     only_with,
     parse_stage_args,
@@ -42,7 +44,7 @@ from pipeline.cli import (
     stage_parser,
 )
 from pipeline.dream import DreamPlayer
-from pipeline.evolution import ESState, Evaluator, episode_seeds
+from pipeline.evolution import ESState, Scoring, episode_seeds, make_evaluator
 from pipeline.metrics import CsvLog
 
 # One header for both modes, so a run can switch between them and resume. best/mean/worst: fitness where C
@@ -80,7 +82,9 @@ def main() -> None:
                    help="dream mode: real steps M reads before each dream starts (0: M starts from its initial state)")
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
                    help="dream mode: where M and C run (auto: CUDA when present)")
+    add_backend_flags(p)
     args = parse_stage_args(p, "controller")
+    check_backend_flags(p, args)
     if args.evaluate and args.train_in == "dream":
         p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
     only_with(p, args, ["--temperature", "--real-every", "--warmup"], args.train_in == "dream", "with --in dream")
@@ -106,7 +110,8 @@ def main() -> None:
     save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
                       controller_out=world.controller_out)
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
-    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout)
+    evaluator = make_evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                               args.backend, args.address)
     trainer = dreamer or evaluator
     every = (args.real_every or args.eval_every) if dreamer else args.eval_every
     try:
@@ -138,7 +143,7 @@ def main() -> None:
     print(f"best scored CMA mean: {state.best_eval:.1f} (controller in {ckpt_path})")
 
 
-def score_periodically(args, generation: int, state: ESState, evaluator: Evaluator, dreamer: DreamPlayer | None,
+def score_periodically(args, generation: int, state: ESState, evaluator: Scoring, dreamer: DreamPlayer | None,
                        best_candidate: np.ndarray) -> tuple[dict, int, int]:
     """Score the CMA mean on --eval-episodes real episodes (keeping it as the best-scored mean if it is); in dream
     mode also the generation's best candidate on the same real episodes and the mean in as many dreams.
@@ -200,7 +205,8 @@ def evaluate(args, world: WorldModel) -> None:
     if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
         raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                          f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
-    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout)
+    evaluator = make_evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                               args.backend, args.address)
     try:
         # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
         scores, _ = evaluator.scores(ctrl["params"].numpy(), episode_seeds(args.seed, 2, 0, args.evaluate), args.trials)

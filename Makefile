@@ -17,6 +17,11 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+# Ray is optional (--backend ray); the tests cover it, so `make test` installs it.
+$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
 demo: venv
 	$(PY) 01_collect.py $(DEMO)
 	$(PY) 02_train_vae.py $(DEMO)
@@ -39,7 +44,7 @@ dream-demo: demo
 play: venv
 	$(PY) 05_dream.py $(DEMO) --play
 
-test: venv
+test: venv $(VENV)/.ray-installed
 	$(PY) -m pytest -q tests
 
 bench: venv

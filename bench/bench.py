@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing as mp
 import os
 import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,7 @@ from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
 from models.mdnrnn import MDNOutput, mixture_nll  # noqa: E402
 from pipeline.agent import Player, WorldModel  # noqa: E402
+from pipeline.cli import UsageError  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
 from pipeline.dream import DreamPlayer  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
@@ -111,15 +114,73 @@ def bench_source(name: str, steps: int) -> float:
     return rate
 
 
-def bench_controller_eval(batch: int, steps: int) -> float:
+def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: int) -> tuple[int, float]:
+    """One process's share of a side-by-side evaluation: ``batch`` episodes of at most ``steps`` steps played in
+    lockstep, with V, M and C choosing the actions (``models``), or the bare env (resets included) on
+    Brownian actions. Returns (env steps, seconds)."""
     torch.set_num_threads(1)
-    world = WorldModel(envs.get("carracing"), ConvVAE().eval(), MDNRNN().eval())
-    player = Player(world, steps)
-    params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
-    player.play(params[:1], [0])
-    start = time.perf_counter()
-    _, n = player.play(params, list(range(batch)))
-    return n / (time.perf_counter() - start)
+    source = envs.get("carracing")
+    if not fast:
+        source.env_id = "CarRacing-v3"
+    seeds = list(range(seeds_from, seeds_from + batch))
+    if models:
+        world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
+        player = Player(world, steps)
+        params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
+        player.play(params[:1], [seeds_from + batch])  # warm-up, and the envs made
+        start = time.perf_counter()
+        _, n = player.play(params, seeds)
+        return n, time.perf_counter() - start
+    made = [source.make(steps) for _ in seeds]
+    policy = BrownianPolicy(made[0].action_space, np.random.default_rng(0))
+    n, start = 0, time.perf_counter()
+    for env, seed in zip(made, seeds):
+        env.reset(seed=seed)
+        policy.reset()
+        while True:
+            n += 1
+            _, _, terminated, truncated, _ = env.step(policy.act())
+            if terminated or truncated:
+                break
+    return n, time.perf_counter() - start
+
+
+def bench_evaluation(workers: int, fast: bool, models: bool, batch: int, steps: int) -> float:
+    """env-steps/s of ``workers`` processes at once, each playing ``batch`` episodes (see _eval_worker)."""
+    if workers == 1:
+        n, seconds = _eval_worker(fast, models, batch, steps, 0)
+        return n / seconds
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        jobs = [pool.submit(_eval_worker, fast, models, batch, steps, w * batch) for w in range(workers)]
+        results = [j.result() for j in jobs]
+    return sum(n for n, _ in results) / max(seconds for _, seconds in results)
+
+
+def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[float, float, bool]:
+    """One CMA-ES generation's evaluation (pop × trials FastCarRacing episodes, untrained V and M) with the local
+    process pool and with Ray actors: (local env-steps/s, Ray env-steps/s, same fitness values). Worker start-up
+    (loading V and M) is left out of both: each backend plays one generation to warm up first."""
+    from pipeline import checkpoint
+    from pipeline.evolution import Evaluator
+    from pipeline.ray_backend import RayEvaluator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        checkpoint.save(run / "vae.pt", ConvVAE().state())
+        checkpoint.save(run / "mdnrnn.pt", MDNRNN().state())
+        candidates = np.random.default_rng(0).normal(0, 0.1, (pop, num_params(32 + 256, 3)))
+        rates, fitness = [], []
+        for make in (Evaluator, lambda *a: RayEvaluator(*a, address=None)):
+            evaluator = make(run, "carracing", None, steps, workers, 600.0)
+            try:
+                evaluator.fitness(candidates, list(range(100, 100 + trials)))
+                start = time.perf_counter()
+                f, n = evaluator.fitness(candidates, list(range(trials)))
+                rates.append(n / (time.perf_counter() - start))
+                fitness.append(f)
+            finally:
+                evaluator.close()
+    return rates[0], rates[1], bool(np.array_equal(fitness[0], fitness[1]))
 
 
 def bench_vae(batch: int, batches: int) -> tuple[float, float]:
@@ -213,12 +274,18 @@ def main() -> None:
     fast = bench_bare_env(FastCarRacing, steps * 2)
     rows.append(("stock CarRacing-v3 (Gymnasium), 1 process", f"{stock:,.0f} env-steps/s", "1.00 (baseline)"))
     rows.append(("FastCarRacing (pixel-identical), 1 process", f"{fast:,.0f} env-steps/s", f"{fast / stock:.2f} × stock"))
-    ctrl = bench_controller_eval(batch=4 * scale, steps=steps)
-    rows.append(("controller evaluation (V+M+C, FastCarRacing), 1 process", f"{ctrl:,.0f} env-steps/s",
-                 f"{ctrl / fast:.2f} of bare FastCarRacing"))
+    batch = 4 * scale
+    for fast_env, label in ((False, "stock CarRacing-v3"), (True, "FastCarRacing")):
+        for workers in sorted({1, n}):
+            bare = bench_evaluation(workers, fast_env, False, batch, steps)
+            ctrl = bench_evaluation(workers, fast_env, True, batch, steps)
+            rows.append((f"bare {label}, {workers} process(es), {batch} episodes each, resets included",
+                         f"{bare:,.0f} env-steps/s", "1.00 (baseline)"))
+            rows.append((f"controller evaluation (V+M+C in lockstep) on {label}, {workers} process(es)",
+                         f"{ctrl:,.0f} env-steps/s", f"{ctrl / bare:.2f} of bare env"))
     dream = bench_dream(pop=64, trials=16 if not args.quick else 2, steps=steps, device="cpu")
     rows.append(("controller evaluation in M's dream (64 × 16 batch), 1 CPU thread", f"{dream:,.0f} dream-steps/s",
-                 f"{dream / ctrl:.0f} × real-env evaluation"))
+                 f"{dream / ctrl:.0f} × real-env evaluation ({n} processes)"))
     if torch.cuda.is_available():
         gpu = bench_dream(pop=64, trials=16, steps=steps, device="cuda")
         rows.append(("controller evaluation in M's dream, CUDA", f"{gpu:,.0f} dream-steps/s", f"{gpu / ctrl:.0f} × real env"))
@@ -226,6 +293,14 @@ def main() -> None:
     cn = bench_collection(n, 2 * scale * n, steps)
     rows.append(("collection (FastCarRacing), 1 worker", f"{c1:,.0f} frames/s", "1.00 (baseline)"))
     rows.append((f"collection (FastCarRacing), {n} workers", f"{cn:,.0f} frames/s", f"{cn / (n * c1):.2f} of {n} × 1-worker"))
+    try:
+        local, on_ray, same = bench_backends(n, pop=4 * n, trials=2, steps=steps)
+        rows.append((f"one CMA-ES generation ({4 * n} × 2 episodes), local backend, {n} workers", f"{local:,.0f} env-steps/s",
+                     "1.00 (baseline)"))
+        rows.append((f"the same generation, --backend ray (local Ray, {n} CPUs)", f"{on_ray:,.0f} env-steps/s",
+                     f"{on_ray / local:.2f} × local; fitness {'identical' if same else 'DIFFERENT'}"))
+    except UsageError as e:  # Ray not installed
+        rows.append(("--backend ray", "unavailable", str(e)[:60]))
     for name, n_steps in (("shapeherd", 3000), ("airstriker", 2000), ("dmc:walker-walk", 300)):
         try:
             rate = bench_source(name, n_steps * scale // 3)

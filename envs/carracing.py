@@ -318,9 +318,10 @@ class CarRacing(EnvSource):
     default_max_steps = 1000
     preprocessing = "crop top 84 rows, bilinear resize to 64x64, uint8"
     action_space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
+    env_id = FAST_ID  # the bench sets "CarRacing-v3" on an instance to time the stock env in the same loop
 
     def make(self, max_steps: int) -> gym.Env:
-        return gym.make(FAST_ID, max_episode_steps=max_steps)
+        return gym.make(self.env_id, max_episode_steps=max_steps)
 
     def preprocess(self, obs: np.ndarray) -> np.ndarray:
         return crop_resize(obs)

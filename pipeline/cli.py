@@ -124,6 +124,19 @@ def only_with(parser: Parser, args: argparse.Namespace, flags: list[str], applie
             parser.error(f"argument {flag}: applies only {when}; drop it")
 
 
+def add_backend_flags(parser: Parser) -> None:
+    """``--backend`` and ``--address``, for the stages whose work spreads over workers (01 and 04)."""
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="where the workers run: local processes, or Ray actors (optional: pip install 'ray>=2.9'); "
+                             "results are the same")
+    parser.add_argument("--address", help="with --backend ray: the address of a running Ray cluster "
+                                          "(e.g. 10.0.0.1:6379, or 'auto'); default: start a local Ray instance")
+
+
+def check_backend_flags(parser: Parser, args: argparse.Namespace) -> None:
+    only_with(parser, args, ["--address"], args.backend == "ray", "with --backend ray")
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a stage's ``main``: bad input or a full disk → one line and exit 2; a dead worker → one line
     and exit 1; Ctrl-C → exit 130."""

@@ -122,8 +122,10 @@ def check_compatible(store: RolloutStore, job: CollectJob) -> None:
             )
 
 
-def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True) -> tuple[int, int]:
-    """Bring the dataset in ``job.data`` up to ``episodes`` episodes. Returns (already there, added)."""
+def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True, backend: str = "local",
+            address: str | None = None) -> tuple[int, int]:
+    """Bring the dataset in ``job.data`` up to ``episodes`` episodes, in local processes or on Ray actors
+    (``backend``). Returns (already there, added)."""
     source = envs.get(job.env, job.state)
     store = RolloutStore(job.data)
     probe = source.make(job.max_steps)
@@ -137,9 +139,17 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True)
     if not missing:
         return present, 0
     workers = min(workers, len(missing))
+    if backend == "ray":
+        from pipeline import ray_backend
+        ray_backend.start(address, workers)  # a bad --address or a missing Ray fails before the bar shows
     hide = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE decides
     bar = tqdm(total=episodes, initial=present, desc="collect", unit="ep", **hide)
-    if workers == 1:
+    if backend == "ray":
+        try:
+            ray_backend.collect(job, missing, workers, address, store, info, bar)
+        finally:
+            ray_backend.stop()
+    elif workers == 1:
         run_job(CollectJob(**{**vars(job), "episode_ids": missing}), report=lambda i: bar.update())
     elif _run_workers(job, missing, workers, bar):
         store.recover(info)  # pack what replaced workers had staged but not packed

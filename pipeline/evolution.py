@@ -43,7 +43,36 @@ def episode_seeds(seed: int, purpose: int, index: int, n: int) -> list[int]:
     return [int(s >> 1) for s in state]
 
 
-class Evaluator:
+class Scoring:
+    """What the evaluators share: ``fitness`` and ``scores`` cut their work into tasks for ``run``."""
+
+    def run(self, tasks: list[tuple[np.ndarray, list[int]]]) -> tuple[list[np.ndarray], int]:
+        raise NotImplementedError
+
+    def fitness(self, candidates: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
+        """Mean return of each candidate (K, P) over the same episode seeds."""
+        tasks = [(np.repeat(c[None], len(seeds), axis=0), seeds) for c in candidates]
+        returns, steps = self.run(tasks)
+        return np.array([r.mean() for r in returns]), steps
+
+    def scores(self, params: np.ndarray, seeds: list[int], chunk: int) -> tuple[np.ndarray, int]:
+        """Returns (len(seeds),) of one controller, played in tasks of ``chunk`` episodes."""
+        tasks = [(np.repeat(params[None], len(seeds[s: s + chunk]), axis=0), seeds[s: s + chunk])
+                 for s in range(0, len(seeds), chunk)]
+        returns, steps = self.run(tasks)
+        return np.concatenate(returns), steps
+
+
+def make_evaluator(run: Path, env: str, state: str | None, max_steps: int, workers: int, task_timeout: float,
+                   backend: str = "local", address: str | None = None) -> Scoring:
+    """The evaluator of ``--backend``: local processes, or Ray actors (pipeline/ray_backend.py)."""
+    if backend == "ray":
+        from pipeline.ray_backend import RayEvaluator
+        return RayEvaluator(run, env, state, max_steps, workers, task_timeout, address)
+    return Evaluator(run, env, state, max_steps, workers, task_timeout)
+
+
+class Evaluator(Scoring):
     """Plays (params, seeds) tasks: in this process for one worker, else in a process pool that survives
     its workers. A worker that dies, or a pool where no task finishes for ``task_timeout`` seconds (so
     every task running has run that long: a hung worker), is replaced by a fresh pool that plays again only
@@ -99,19 +128,6 @@ class Evaluator:
         except BrokenProcessPool:
             return "an evaluation worker died"
         return None
-
-    def fitness(self, candidates: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
-        """Mean return of each candidate (K, P) over the same episode seeds."""
-        tasks = [(np.repeat(c[None], len(seeds), axis=0), seeds) for c in candidates]
-        returns, steps = self.run(tasks)
-        return np.array([r.mean() for r in returns]), steps
-
-    def scores(self, params: np.ndarray, seeds: list[int], chunk: int) -> tuple[np.ndarray, int]:
-        """Returns (len(seeds),) of one controller, played in tasks of ``chunk`` episodes."""
-        tasks = [(np.repeat(params[None], len(seeds[s: s + chunk]), axis=0), seeds[s: s + chunk])
-                 for s in range(0, len(seeds), chunk)]
-        returns, steps = self.run(tasks)
-        return np.concatenate(returns), steps
 
     def close(self, kill: bool = False) -> None:
         """Shut the pool down. Idle workers exit by themselves; one that does not within a few seconds (or at
