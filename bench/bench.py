@@ -289,8 +289,9 @@ def main() -> None:
     if torch.cuda.is_available():
         gpu = bench_dream(pop=64, trials=16, steps=steps, device="cuda")
         rows.append(("controller evaluation in M's dream, CUDA", f"{gpu:,.0f} dream-steps/s", f"{gpu / ctrl:.0f} × real env"))
-    c1 = bench_collection(1, 2 * scale, steps)
-    cn = bench_collection(n, 2 * scale * n, steps)
+    # Long enough (24 episodes per worker) that starting the worker processes is a small part of the time.
+    c1 = bench_collection(1, 8 * scale, steps)
+    cn = bench_collection(n, 8 * scale * n, steps)
     rows.append(("collection (FastCarRacing), 1 worker", f"{c1:,.0f} frames/s", "1.00 (baseline)"))
     rows.append((f"collection (FastCarRacing), {n} workers", f"{cn:,.0f} frames/s", f"{cn / (n * c1):.2f} of {n} × 1-worker"))
     try:

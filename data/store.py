@@ -224,14 +224,18 @@ class RolloutStore:
         """Move staged episodes into one new shard, then delete the staged files."""
         if not staged:
             return None
-        episodes = [read_episode(ref) for p in staged for ref in self._scan(p)[1]]
-        ids = sorted(ep.id for ep in episodes)
-        path = self.root / f"shard_{ids[0]:06d}-{ids[-1]:06d}.h5"
+        refs = sorted((ref for p in staged for ref in self._scan(p)[1]), key=lambda ref: ref.id)
+        first, last = refs[0].id, refs[-1].id
+        path = self.root / f"shard_{first:06d}-{last:06d}.h5"
         n = 1
         while path.exists():
-            path = self.root / f"shard_{ids[0]:06d}-{ids[-1]:06d}_{n}.h5"
+            path = self.root / f"shard_{first:06d}-{last:06d}_{n}.h5"
             n += 1
-        write_file(path, sorted(episodes, key=lambda e: e.id), info)
+        with new_h5(path) as f:
+            f.attrs.update(info.attrs())
+            for ref in refs:  # HDF5's object copy moves the compressed chunks as they are: no re-compression
+                with h5py.File(ref.path, "r") as src:
+                    src.copy(src[ref.key], f, name=ref.key)
         for p in staged:
             p.unlink()
         return path
