@@ -45,13 +45,19 @@ from pipeline.dream import DreamPlayer  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
 
 
-def timed(fn, repeat: int) -> float:
-    """Seconds per call of ``fn`` after one warm-up call."""
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeat):
+def alternating(fns: list, rounds: int, calls: int = 1) -> list[float]:
+    """Seconds per call of each function, timed in turns (``calls`` calls of each per round, after one warm-up
+    call each), so that a machine slowing down or speeding up during the run affects all of them alike."""
+    for fn in fns:
         fn()
-    return (time.perf_counter() - start) / repeat
+    total = [0.0] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            total[i] += time.perf_counter() - start
+    return [t / (rounds * calls) for t in total]
 
 
 def bench_collection(workers: int, episodes: int, steps: int) -> float:
@@ -200,29 +206,32 @@ def bench_vae(batch: int, batches: int) -> tuple[float, float]:
         store.pack([store.stage(ep, info) for ep in episodes], info)
         refs = store.index()
 
-        vae = ConvVAE()
-        opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
-        vae_step(vae, opt, torch.from_numpy(frames[:batch]), device)  # warm-up
-        loader = DataLoader(FrameBlocks(refs, batch, 4, 0, 0), batch_size=None, num_workers=1)
-        start, n = time.perf_counter(), 0
-        for _, _, batch_frames in loader:
-            vae_step(vae, opt, batch_frames, device)
-            n += len(batch_frames)
-        pipeline = n / (time.perf_counter() - start)
+        vae, plain_vae = ConvVAE(), ConvVAE()
+        plain_vae.load_state_dict(vae.state_dict())
+        opt, plain_opt = (torch.optim.Adam(m.parameters(), lr=1e-4) for m in (vae, plain_vae))
+        loader = DataLoader(FrameBlocks(refs, batch, 4, 0, 0), batch_size=None, num_workers=1, persistent_workers=True)
+        data = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)  # the plain loop's tensor, ready
 
-    vae = ConvVAE()
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
-    data = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)  # the plain loop's tensor, ready
-    start = time.perf_counter()
-    for s in range(0, len(data), batch):
-        x = data[s: s + batch]
-        recon, mu, logvar = vae(x)
-        loss = (recon - x).pow(2).sum((1, 2, 3)).mean() + (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    plain = len(data) / (time.perf_counter() - start)
-    return pipeline, plain
+        def forever():
+            while True:
+                yield from loader
+
+        stream, cursor = forever(), [0]
+
+        def pipeline_step() -> None:
+            vae_step(vae, opt, next(stream)[2], device)
+
+        def plain_step() -> None:
+            x = data[cursor[0]: cursor[0] + batch]
+            cursor[0] = (cursor[0] + batch) % len(data)
+            recon, mu, logvar = plain_vae(x)
+            loss = (recon - x).pow(2).sum((1, 2, 3)).mean() + (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+            plain_opt.zero_grad()
+            loss.backward()
+            plain_opt.step()
+
+        pipeline, plain = alternating([pipeline_step, plain_step], rounds=max(1, batches // 4), calls=4)
+        return batch / pipeline, batch / plain
 
 
 def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> tuple[float, float]:
@@ -237,8 +246,9 @@ def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> tuple[float, float]:
                                      rng.uniform(-1, 1, (seq_len, 3)).astype(np.float32),
                                      np.zeros(seq_len, np.float32), np.zeros(seq_len, bool)) for i in range(batch)]
     picks = [(i, 0) for i in range(batch)]
-    pipeline = 1.0 / timed(lambda: mdn_step(model, opt, latent_data.batch(eps, picks, seq_len, rng),
-                                            torch.device("cpu"), 1.0, 10.0), repeat)
+
+    def pipeline_step() -> None:
+        mdn_step(model, opt, latent_data.batch(eps, picks, seq_len, rng), torch.device("cpu"), 1.0, 10.0)
 
     lstm, head = torch.nn.LSTM(35, 256, batch_first=True), torch.nn.Linear(256, 3 * 32 * 5 + 2)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
@@ -256,8 +266,8 @@ def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> tuple[float, float]:
         torch.nn.utils.clip_grad_norm_([*lstm.parameters(), *head.parameters()], 1.0)
         opt.step()
 
-    plain = 1.0 / timed(plain_step, repeat)
-    return pipeline, plain
+    pipeline, plain = alternating([pipeline_step, plain_step], rounds=repeat)
+    return 1.0 / pipeline, 1.0 / plain
 
 
 def main() -> None:
