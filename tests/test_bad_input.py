@@ -155,6 +155,8 @@ def test_mismatched_checkpoint_settings(copied):
     assert_refused(copied, "02_train_vae.py", "--z-dim", "8", needles=["vae.pt", "--z-dim"])
     assert_refused(copied, "03_train_mdnrnn.py", "--hidden", "64", needles=["mdnrnn.pt", "hidden"])
     assert_refused(copied, "03_train_mdnrnn.py", "--core", "vsg", needles=["mdnrnn.pt", "core lstm (not vsg)"])
+    assert_refused(copied, "04_train_controller.py", "--pop", "6", "--steps", "30",
+                   needles=["es_state.pkl has --pop 4, not 6", "pass --pop 4"])
 
 
 def test_checkpoints_that_do_not_fit_together_or_the_env(tiny_run, tmp_path):
