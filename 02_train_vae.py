@@ -62,6 +62,8 @@ def main() -> None:
     train, val = split(refs, args.val_fraction)
     ckpt_path = args.run / "vae.pt"
     vae = ConvVAE(VAEConfig(args.z_dim, args.kl_tolerance)).to(device)
+    if device.type == "cuda":  # NHWC convolutions for the tensor cores; the frames arrive NHWC already (to_input)
+        vae = vae.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
     progress = {"epoch": 0, "step": 0, "frames": 0, "blocks_done": []}
     if ckpt_path.exists():
