@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.frames import FrameBlocks, sample_frames, split
+from data.frames import FrameBlocks, frames_bytes, load_frames, sample_frames, split
 from data.store import RolloutStore
 from models.vae import ConvVAE, VAEConfig, to_frames, to_input
 from pipeline import checkpoint, plots
@@ -51,6 +51,10 @@ def main() -> None:
     p.add_argument("--block-episodes", type=positive_int, default=16,
                    help="episodes whose frames are shuffled together; memory is bounded by one block per loader")
     p.add_argument("--loader-workers", type=nonneg_int, default=1, help="processes reading HDF5 (0: in the main process)")
+    p.add_argument("--frames-in-memory", choices=["auto", "yes", "no"], default="auto",
+                   help="decode the training frames once and keep them on --device (GPU memory on CUDA) instead of "
+                        "streaming them from HDF5 every epoch; auto: when they take less than half the free memory. "
+                        "Same batches either way")
     p.add_argument("--log-every", type=positive_int, default=50, help="steps per metrics row")
     p.add_argument("--checkpoint-minutes", type=positive_float, default=10.0, help="mid-epoch checkpoint interval")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
@@ -88,12 +92,17 @@ def main() -> None:
     log = CsvLog(args.run / "metrics" / "vae.csv", FIELDS, key="step", resume_after=progress["step"])
     grid = torch.from_numpy(sample_frames(val or train, 8, args.seed))
     val_batches = [torch.from_numpy(f) for f in _val_frames(val or train, args)]
+    in_memory = frames_in_memory(args.frames_in_memory, train, device) and progress["epoch"] < args.epochs
+    decoded = load_frames(train, device) if in_memory else None
     last_save = time.monotonic()
     for epoch in range(progress["epoch"], args.epochs):
         done = set(progress["blocks_done"])
-        data = FrameBlocks(train, args.batch, args.block_episodes, args.seed, epoch, skip_blocks=done)
-        loader = DataLoader(data, batch_size=None, num_workers=args.loader_workers,
-                            pin_memory=device.type == "cuda")
+        data = FrameBlocks(train, args.batch, args.block_episodes, args.seed, epoch, skip_blocks=done, frames=decoded)
+        # The loader draws its workers' base seed from its own generator, not from torch's global one (which
+        # samples V's z), so streamed and in-memory frames train alike.
+        loader = data if in_memory else DataLoader(data, batch_size=None, num_workers=args.loader_workers,
+                                                   pin_memory=device.type == "cuda",
+                                                   generator=torch.Generator().manual_seed(args.seed))
         avg = Averages()
         batches = len(data)
         bar = tqdm(loader, total=batches, desc=f"vae epoch {epoch + 1}/{args.epochs}")
@@ -124,6 +133,22 @@ def main() -> None:
     if progress["epoch"] >= args.epochs and not progress["step"]:
         raise UsageError(f"no training frames in {args.data}: collect more episodes")
     print(f"V trained for {progress['epoch']} epoch(s), {progress['step']} steps: {ckpt_path}")
+
+
+def frames_in_memory(choice: str, refs, device: torch.device) -> bool:
+    """--frames-in-memory: yes, no, or (auto) whether the decoded frames take under half the free memory of
+    ``device`` (the GPU's on CUDA, else the machine's available RAM)."""
+    if choice != "auto":
+        return choice == "yes"
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:  # Linux: what can be had without swapping, page cache included
+            line = next(x for x in open("/proc/meminfo") if x.startswith("MemAvailable:"))
+            free = int(line.split()[1]) * 1024
+        except (OSError, StopIteration, ValueError):  # elsewhere: stream
+            return False
+    return frames_bytes(refs) < free / 2
 
 
 def _val_frames(refs, args) -> list[np.ndarray]:

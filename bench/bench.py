@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 import envs  # noqa: E402
 from data import latents as latent_data  # noqa: E402
-from data.frames import FrameBlocks  # noqa: E402
+from data.frames import FrameBlocks, load_frames  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo  # noqa: E402
 from envs.carracing import FastCarRacing  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
@@ -189,9 +189,10 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
     return rates[0], rates[1], bool(np.array_equal(fitness[0], fitness[1]))
 
 
-def bench_vae(batch: int, batches: int) -> tuple[float, float]:
-    """V training images/s: (stage 02's path: frames streamed from HDF5 shards through its DataLoader and
-    vae_step, a plain PyTorch loop over the same frames already in memory as a tensor)."""
+def bench_vae(batch: int, batches: int) -> tuple[float, float, float]:
+    """V training images/s: (stage 02's path with frames streamed from HDF5 shards through its DataLoader,
+    stage 02's path with --frames-in-memory, a plain PyTorch loop over the same frames already in memory as a
+    float tensor), timed in turns."""
     torch.set_num_threads(os.cpu_count())
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (batch * batches, 64, 64, 3), dtype=np.uint8)
@@ -217,9 +218,22 @@ def bench_vae(batch: int, batches: int) -> tuple[float, float]:
                 yield from loader
 
         stream, cursor = forever(), [0]
+        decoded = load_frames(refs, device)
+        in_memory_vae = ConvVAE()
+        in_memory_vae.load_state_dict(vae.state_dict())
+        in_memory_opt = torch.optim.Adam(in_memory_vae.parameters(), lr=1e-4)
+
+        def from_memory():
+            while True:
+                yield from FrameBlocks(refs, batch, 4, 0, 0, frames=decoded)
+
+        memory_stream = from_memory()
 
         def pipeline_step() -> None:
             vae_step(vae, opt, next(stream)[2], device)
+
+        def in_memory_step() -> None:
+            vae_step(in_memory_vae, in_memory_opt, next(memory_stream)[2], device)
 
         def plain_step() -> None:
             x = data[cursor[0]: cursor[0] + batch]
@@ -230,8 +244,8 @@ def bench_vae(batch: int, batches: int) -> tuple[float, float]:
             loss.backward()
             plain_opt.step()
 
-        pipeline, plain = alternating([pipeline_step, plain_step], rounds=max(1, batches // 4), calls=4)
-        return batch / pipeline, batch / plain
+        seconds = alternating([pipeline_step, in_memory_step, plain_step], rounds=max(1, batches // 4), calls=4)
+        return tuple(batch / t for t in seconds)
 
 
 def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> tuple[float, float]:
@@ -320,11 +334,13 @@ def main() -> None:
             continue
         rows.append((f"{name} env (random actions, 64×64 frames), 1 process", f"{rate:,.0f} env-steps/s",
                      f"{rate / fast:.1f} × FastCarRacing"))
-    vae, vae_plain = bench_vae(100, 12 * scale)
+    vae, vae_memory, vae_plain = bench_vae(100, 12 * scale)
     rows.append(("V training, batch 100, plain PyTorch loop (frames in memory), CPU", f"{vae_plain:,.0f} images/s",
                  "1.00 (baseline)"))
     rows.append(("V training, batch 100, stage 02 (streamed from HDF5), CPU", f"{vae:,.0f} images/s",
                  f"{vae / vae_plain:.2f} × plain loop"))
+    rows.append(("V training, batch 100, stage 02 with --frames-in-memory, CPU", f"{vae_memory:,.0f} images/s",
+                 f"{vae_memory / vae_plain:.2f} × plain loop"))
     shape = (100, 999) if not args.quick else (20, 200)
     mdn, mdn_plain = bench_mdnrnn(*shape, scale)
     rows.append((f"M training (LSTM 256), batch {shape[0]} × {shape[1]}, plain PyTorch loop, CPU", f"{mdn_plain:.3f} steps/s",

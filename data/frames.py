@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
+from tqdm import tqdm
 
-from data.store import EpisodeRef, read_observations
+from data.store import FRAME_SHAPE, EpisodeRef, read_observations
 
 
 def split(refs: list[EpisodeRef], val_fraction: float) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
@@ -33,13 +34,27 @@ def blocks(refs: list[EpisodeRef], block_episodes: int, seed: int, epoch: int) -
     return [[refs[i] for i in order[s: s + block_episodes]] for s in range(0, len(refs), block_episodes)]
 
 
+def frames_bytes(refs: list[EpisodeRef]) -> int:
+    """What the frames of ``refs`` take decoded: (T + 1) uint8 frames per episode."""
+    return sum((r.length + 1) * int(np.prod(FRAME_SHAPE)) for r in refs)
+
+
+def load_frames(refs: list[EpisodeRef], device: torch.device) -> dict[int, torch.Tensor]:
+    """Every episode's frames, decoded once, as uint8 tensors on ``device`` (GPU memory on CUDA): epochs then
+    read no HDF5 and, on a GPU, copy nothing from the host."""
+    return {r.id: torch.from_numpy(read_observations(r)).to(device)
+            for r in tqdm(refs, desc="frames into memory", unit="ep")}
+
+
 class FrameBlocks(IterableDataset):
-    """Yields (block index, last batch of the block?, frames (B, 64, 64, 3) uint8)."""
+    """Yields (block index, last batch of the block?, frames (B, 64, 64, 3) uint8). With ``frames`` (from
+    ``load_frames``) the blocks are cut from those tensors, on their device, in the very same order."""
 
     def __init__(self, refs: list[EpisodeRef], batch: int, block_episodes: int, seed: int, epoch: int,
-                 skip_blocks: set[int] = frozenset()):
+                 skip_blocks: set[int] = frozenset(), frames: dict[int, torch.Tensor] | None = None):
         self.blocks = blocks(refs, block_episodes, seed, epoch)
         self.batch, self.seed, self.epoch, self.skip = batch, seed, epoch, set(skip_blocks)
+        self.frames = frames
 
     def __len__(self) -> int:
         """Number of batches this iterator yields."""
@@ -52,11 +67,15 @@ class FrameBlocks(IterableDataset):
         for b in range(worker, len(self.blocks), workers):
             if b in self.skip:
                 continue
-            frames = np.concatenate([read_observations(r) for r in self.blocks[b]])
-            frames = frames[np.random.default_rng([self.seed, self.epoch, b]).permutation(len(frames))]
+            if self.frames is None:
+                frames = torch.from_numpy(np.concatenate([read_observations(r) for r in self.blocks[b]]))
+            else:
+                frames = torch.cat([self.frames[r.id] for r in self.blocks[b]])
+            order = np.random.default_rng([self.seed, self.epoch, b]).permutation(len(frames))
+            frames = frames[torch.from_numpy(order).to(frames.device)]
             starts = range(0, len(frames), self.batch)
             for i, s in enumerate(starts):
-                yield b, i == len(starts) - 1, torch.from_numpy(frames[s: s + self.batch])
+                yield b, i == len(starts) - 1, frames[s: s + self.batch]
 
 
 def sample_frames(refs: list[EpisodeRef], n: int, seed: int) -> np.ndarray:

@@ -49,6 +49,20 @@ def test_vae_stage_outputs(tiny_run):
     assert log and np.isfinite(float(log[-1]["val_loss"]))
 
 
+def test_vae_trains_the_same_on_frames_in_memory_as_on_streamed_frames(tiny_run, tmp_path):
+    """--frames-in-memory yes (decoded once, batches cut on the device) against no (HDF5 read every epoch by a
+    loader process): the same batches in the same order, so the same weights bit for bit and the same metrics."""
+    out = {}
+    for mode in ("yes", "no"):
+        run = tmp_path / mode
+        run_stage("02_train_vae.py", "--data", tiny_run["data"], "--run", run, *TINY["vae"], "--epochs", "2",
+                  "--frames-in-memory", mode)
+        out[mode] = (torch.load(run / "vae.pt", weights_only=True)["model"], (run / "metrics" / "vae.csv").read_text())
+    (weights, metrics), (streamed, streamed_metrics) = out["yes"], out["no"]
+    assert metrics == streamed_metrics and len(metrics.splitlines()) > 2
+    assert all(torch.equal(weights[k], streamed[k]) for k in streamed)
+
+
 def test_vae_resumes_and_continues_metrics_without_duplicates(tiny_run, tmp_path):
     run = tmp_path / "run"
     folders = ["--data", tiny_run["data"], "--run", run]
