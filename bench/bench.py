@@ -167,8 +167,7 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
     process pool and with Ray actors: (local env-steps/s, Ray env-steps/s, same fitness values). Worker start-up
     (loading V and M) is left out of both: each backend plays one generation to warm up first."""
     from pipeline import checkpoint
-    from pipeline.evolution import Evaluator
-    from pipeline.ray_backend import RayEvaluator
+    from pipeline.evolution import make_evaluator
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -176,8 +175,8 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
         checkpoint.save(run / "mdnrnn.pt", MDNRNN().state())
         candidates = np.random.default_rng(0).normal(0, 0.1, (pop, num_params(32 + 256, 3)))
         rates, fitness = [], []
-        for make in (Evaluator, lambda *a: RayEvaluator(*a, address=None)):
-            evaluator = make(run, "carracing", None, steps, workers, 600.0)
+        for backend in ("local", "ray"):
+            evaluator = make_evaluator(run, "carracing", None, steps, workers, 600.0, backend)
             try:
                 evaluator.fitness(candidates, list(range(100, 100 + trials)))
                 start = time.perf_counter()

@@ -141,12 +141,12 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     workers = min(workers, len(missing))
     if backend == "ray":
         from pipeline import ray_backend
-        ray_backend.start(address, workers)  # a bad --address or a missing Ray fails before the bar shows
+        ray = ray_backend.start(address, workers)  # a bad --address or a missing Ray fails before the bar shows
     hide = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE decides
     bar = tqdm(total=episodes, initial=present, desc="collect", unit="ep", **hide)
     if backend == "ray":
         try:
-            ray_backend.collect(job, missing, workers, address, store, info, bar)
+            ray_backend.collect(ray, job, missing, workers, store, info, bar)
         finally:
             ray_backend.stop()
     elif workers == 1:

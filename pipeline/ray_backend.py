@@ -21,8 +21,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
+import envs
+from pipeline.agent import Player, WorldModel
 from pipeline.cli import UsageError, WorkerError
+from pipeline.collect import episode_seed, play_episode
 from pipeline.evolution import Scoring
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,22 +152,19 @@ class _Collector:
     """One env, kept between episodes (retro allows one emulator per process: an actor is a process)."""
 
     def __init__(self, job):
-        import envs
         self.job, self.source = job, envs.get(job.env, job.state)
         self.env = self.source.make(job.max_steps)
 
     def play(self, episode_id: int):
-        from pipeline.collect import episode_seed, play_episode
         job = self.job
         return play_episode(self.source, self.env, episode_id, episode_seed(job.seed, episode_id), job.policy)
 
 
-def collect(job, missing: list[int], workers: int, address: str | None, store, info, bar) -> None:
-    """Play ``missing`` on Ray actors; stage each episode here as it arrives, pack every ``job.shard_size``."""
-    ray = start(address, workers)
+def collect(ray, job, missing: list[int], workers: int, store, info, bar) -> None:
+    """Play ``missing`` on Ray actors (``ray`` as ``start`` returned it); stage each episode here as it arrives,
+    pack every ``job.shard_size``."""
     actor = ray.remote(num_cpus=1)(_Collector)
-    pool = ActorPool(ray, lambda: actor.remote(job), min(workers, len(missing)), timeout=600.0, retries=3,
-                     what="collection")
+    pool = ActorPool(ray, lambda: actor.remote(job), workers, timeout=600.0, retries=3, what="collection")
     staged = []
 
     def keep(_, episode) -> None:
@@ -187,9 +188,6 @@ class _Player:
     """A Player on V and M sent as checkpoint bytes (no shared file system needed)."""
 
     def __init__(self, files: dict[str, bytes], env: str, state: str | None, max_steps: int):
-        import torch
-
-        from pipeline.agent import Player, WorldModel
         torch.set_num_threads(1)
         with tempfile.TemporaryDirectory() as tmp:
             for name, blob in files.items():
