@@ -1,0 +1,147 @@
+"""Where the time goes, for the figures bench.py's ratios cannot explain on their own.
+
+    python bench/breakdown.py
+
+1. One controller evaluation (12 FastCarRacing episodes × 300 steps in lockstep, untrained V and M, one CPU
+   thread), timed by part per env step: the env's step and reset, the 64×64 preprocessing, V's encoder, M's
+   step, C's action mapping; the rest is C's matrix product, z's noise and the loop itself.
+2. V's encoder per frame at batch 12, fp32 against bf16 (not used by the pipeline: results would then depend
+   on the CPU's bf16 support).
+3. Two independent one-worker collections at the same time against one alone: what the machine itself
+   allows two workers.
+4. Building one M batch (100 × 999) against one training step on it.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import envs  # noqa: E402
+from data import latents as latent_data  # noqa: E402
+from models import MDNRNN, ConvVAE  # noqa: E402
+from models.controller import num_params  # noqa: E402
+from pipeline.agent import Player, WorldModel  # noqa: E402
+from pipeline.collect import CollectJob, collect  # noqa: E402
+from pipeline.training import mdn_step  # noqa: E402
+
+
+def evaluation_parts(batch: int = 12, steps: int = 300) -> dict[str, float]:
+    """Milliseconds per env step of each part of Player.play (see 1. above)."""
+    torch.set_num_threads(1)
+    source = envs.get("carracing")
+    world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
+    player = Player(world, steps)
+    params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
+    player.play(params[:1], [batch])  # warm-up
+    spent: dict[str, float] = {}
+
+    def timed(obj, name: str, part: str) -> None:
+        inner = getattr(obj, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            out = inner(*args, **kwargs)
+            spent[part] = spent.get(part, 0.0) + time.perf_counter() - start
+            return out
+
+        setattr(obj, name, wrapper)
+
+    for env in player._envs(batch):
+        timed(env, "step", "env step")
+        timed(env, "reset", "env reset")
+    timed(source, "preprocess", "crop and resize")
+    timed(world.vae, "encode", "V encoder")
+    timed(world.mdnrnn, "step", "M step")
+    timed(source, "controller_action", "C action mapping")
+    start = time.perf_counter()
+    _, n = player.play(params, list(range(batch)))
+    total = time.perf_counter() - start
+    parts = {k: 1e3 * v / n for k, v in spent.items()}
+    parts["the rest"] = 1e3 * total / n - sum(parts.values())
+    parts["total"] = 1e3 * total / n
+    return parts
+
+
+def encoder_precision(batch: int = 12, repeat: int = 60) -> tuple[float, float]:
+    """Milliseconds per frame of V's encoder, fp32 and bf16, one thread (see 2. above)."""
+    torch.set_num_threads(1)
+    vae = ConvVAE().eval()
+    bf16 = ConvVAE().eval().to(torch.bfloat16)
+    x = torch.rand(batch, 3, 64, 64)
+    out = []
+    with torch.inference_mode():
+        for model, inp in ((vae, x), (bf16, x.to(torch.bfloat16))):
+            model.encode(inp)
+            start = time.perf_counter()
+            for _ in range(repeat):
+                model.encode(inp)
+            out.append(1e3 * (time.perf_counter() - start) / (repeat * batch))
+    return out[0], out[1]
+
+
+def one_collection(episodes: int, steps: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        job = CollectJob(env="carracing", state=None, data=tmp, seed=0, policy="brownian", max_steps=steps,
+                         shard_size=100, episode_ids=[])
+        start = time.perf_counter()
+        collect(job, episodes, 1, progress=False)
+        return episodes * steps / (time.perf_counter() - start)
+
+
+def independent_collections(episodes: int = 16, steps: int = 300) -> tuple[float, float]:
+    """frames/s of one one-worker collection alone, and the sum of two run at once (see 3. above)."""
+    alone = one_collection(episodes, steps)
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        both = [f.result() for f in [pool.submit(one_collection, episodes, steps) for _ in range(2)]]
+    return alone, sum(both)
+
+
+def m_batch_cost(batch: int = 100, seq_len: int = 999, repeat: int = 3) -> tuple[float, float]:
+    """Milliseconds to build one M batch, and for one training step on it (see 4. above)."""
+    torch.set_num_threads(os.cpu_count())
+    rng = np.random.default_rng(0)
+    eps = [latent_data.LatentEpisode(i, rng.standard_normal((seq_len + 1, 32), dtype=np.float32),
+                                     np.full((seq_len + 1, 32), -2.0, np.float32),
+                                     rng.uniform(-1, 1, (seq_len, 3)).astype(np.float32),
+                                     np.zeros(seq_len, np.float32), np.zeros(seq_len, bool)) for i in range(batch)]
+    picks = [(i, 0) for i in range(batch)]
+    model = MDNRNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    build = step = 0.0
+    for _ in range(repeat + 1):  # the first round warms up
+        start = time.perf_counter()
+        b = latent_data.batch(eps, picks, seq_len, rng)
+        built = time.perf_counter()
+        mdn_step(model, opt, b, torch.device("cpu"), 1.0, 10.0)
+        if _:
+            build, step = build + built - start, step + time.perf_counter() - built
+    return 1e3 * build / repeat, 1e3 * step / repeat
+
+
+def main() -> None:
+    print("1. controller evaluation, ms per env step (12 FastCarRacing episodes × 300 steps, 1 thread):")
+    for part, ms in evaluation_parts().items():
+        print(f"   {part:>18}: {ms:.3f}")
+    fp32, bf16 = encoder_precision()
+    print(f"2. V's encoder, ms per frame at batch 12, 1 thread: fp32 {fp32:.3f}, bf16 {bf16:.3f} ({fp32 / bf16:.2f}×)")
+    alone, both = independent_collections()
+    print(f"3. one-worker collection alone {alone:,.0f} frames/s; two at once {both:,.0f} frames/s "
+          f"({both / (2 * alone):.2f} of 2 × alone)")
+    build, step = m_batch_cost()
+    print(f"4. M batch 100 × 999: building {build:.0f} ms, training step {step:.0f} ms ({100 * build / step:.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
