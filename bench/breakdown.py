@@ -10,6 +10,8 @@
 3. Two independent one-worker collections at the same time against one alone: what the machine itself
    allows two workers.
 4. Building one M batch (100 × 999) against one training step on it.
+5. Storing a collected episode (300 steps of Brownian FastCarRacing): staging it (one compressed file),
+   then packing it into a shard.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import torch  # noqa: E402
 
 import envs  # noqa: E402
 from data import latents as latent_data  # noqa: E402
+from data.store import Episode, RolloutStore, ShardInfo, read_episode  # noqa: E402
 from models import MDNRNN, ConvVAE  # noqa: E402
 from models.controller import num_params  # noqa: E402
 from pipeline.agent import Player, WorldModel  # noqa: E402
@@ -130,6 +133,22 @@ def m_batch_cost(batch: int = 100, seq_len: int = 999, repeat: int = 3) -> tuple
     return 1e3 * build / repeat, 1e3 * step / repeat
 
 
+def storing(episodes: int = 10, steps: int = 300) -> tuple[float, float]:
+    """Milliseconds per episode to stage and to pack (see 5. above)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "played"
+        job = CollectJob(env="carracing", state=None, data=str(data), seed=0, policy="brownian", max_steps=steps,
+                         shard_size=100, episode_ids=[])
+        collect(job, 1, 1, progress=False)
+        played = read_episode(RolloutStore(data).index()[0])
+        store, info = RolloutStore(Path(tmp) / "timed"), ShardInfo(env="carracing", spaces={}, preprocessing="")
+        start = time.perf_counter()
+        staged = [store.stage(Episode(**{**vars(played), "id": i}), info) for i in range(episodes)]
+        staging = time.perf_counter()
+        store.pack(staged, info)
+        return 1e3 * (staging - start) / episodes, 1e3 * (time.perf_counter() - staging) / episodes
+
+
 def main() -> None:
     print("1. controller evaluation, ms per env step (12 FastCarRacing episodes × 300 steps, 1 thread):")
     for part, ms in evaluation_parts().items():
@@ -141,6 +160,8 @@ def main() -> None:
           f"({both / (2 * alone):.2f} of 2 × alone)")
     build, step = m_batch_cost()
     print(f"4. M batch 100 × 999: building {build:.0f} ms, training step {step:.0f} ms ({100 * build / step:.1f}%)")
+    stage, pack = storing()
+    print(f"5. storing a 300-step episode: staging {stage:.1f} ms, packing {pack:.1f} ms")
 
 
 if __name__ == "__main__":
