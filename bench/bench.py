@@ -45,6 +45,14 @@ from pipeline.dream import DreamPlayer  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
 
 
+def synthetic_latents(n: int, steps: int, rng: np.random.Generator) -> list[latent_data.LatentEpisode]:
+    """``n`` CarRacing-shaped latent episodes of ``steps`` steps: random μ, log σ² = −2, uniform actions."""
+    return [latent_data.LatentEpisode(i, rng.standard_normal((steps + 1, 32), dtype=np.float32),
+                                      np.full((steps + 1, 32), -2.0, np.float32),
+                                      rng.uniform(-1, 1, (steps, 3)).astype(np.float32),
+                                      np.zeros(steps, np.float32), np.zeros(steps, bool)) for i in range(n)]
+
+
 def alternating(fns: list, rounds: int, calls: int = 1) -> list[float]:
     """Seconds per call of each function, timed in turns (``calls`` calls of each per round, after one warm-up
     call each), so that a machine slowing down or speeding up during the run affects all of them alike."""
@@ -90,11 +98,7 @@ def bench_dream(pop: int, trials: int, steps: int, device: str) -> float:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "latents.h5"
-        eps = [latent_data.LatentEpisode(i, rng.standard_normal((steps + 1, 32), dtype=np.float32),
-                                         np.full((steps + 1, 32), -2.0, np.float32),
-                                         rng.uniform(-1, 1, (steps, 3)).astype(np.float32),
-                                         np.zeros(steps, np.float32), np.zeros(steps, bool)) for i in range(4)]
-        latent_data.write(path, iter(eps), {"z_dim": 32})
+        latent_data.write(path, iter(synthetic_latents(4, steps, rng)), {"z_dim": 32})
         player = DreamPlayer(world, path, steps, 1.15, torch.device(device))
         params = rng.normal(0, 0.1, (pop, world.num_params))
         player.fitness(params[:1], [0])  # warm-up
@@ -254,10 +258,7 @@ def bench_mdnrnn(batch: int, seq_len: int, repeat: int) -> tuple[float, float]:
     model = MDNRNN(MDNRNNConfig())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
-    eps = [latent_data.LatentEpisode(i, rng.standard_normal((seq_len + 1, 32), dtype=np.float32),
-                                     np.full((seq_len + 1, 32), -2.0, np.float32),
-                                     rng.uniform(-1, 1, (seq_len, 3)).astype(np.float32),
-                                     np.zeros(seq_len, np.float32), np.zeros(seq_len, bool)) for i in range(batch)]
+    eps = synthetic_latents(batch, seq_len, rng)
     picks = [(i, 0) for i in range(batch)]
 
     def pipeline_step() -> None:

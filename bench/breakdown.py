@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402
+from bench import synthetic_latents  # noqa: E402  (bench/bench.py, beside this script)
 from data import latents as latent_data  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo, read_episode  # noqa: E402
 from models import MDNRNN, ConvVAE  # noqa: E402
@@ -115,10 +116,7 @@ def m_batch_cost(batch: int = 100, seq_len: int = 999, repeat: int = 3) -> tuple
     """Milliseconds to build one M batch, and for one training step on it (see 4. above)."""
     torch.set_num_threads(os.cpu_count())
     rng = np.random.default_rng(0)
-    eps = [latent_data.LatentEpisode(i, rng.standard_normal((seq_len + 1, 32), dtype=np.float32),
-                                     np.full((seq_len + 1, 32), -2.0, np.float32),
-                                     rng.uniform(-1, 1, (seq_len, 3)).astype(np.float32),
-                                     np.zeros(seq_len, np.float32), np.zeros(seq_len, bool)) for i in range(batch)]
+    eps = synthetic_latents(batch, seq_len, rng)
     picks = [(i, 0) for i in range(batch)]
     model = MDNRNN()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
