@@ -67,6 +67,10 @@ def main() -> None:
                    help="seconds in which some evaluation task (one candidate's trials) must finish, starting a fresh "
                         "worker included; past it the workers count as hung and are replaced, and the unfinished tasks "
                         "are played again (as after a worker died); with --workers 1 tasks run in this process")
+    p.add_argument("--patience", type=nonneg_int, default=0,
+                   help="real-env training only: stop a candidate's episode after this many steps in a row without a "
+                        "positive reward, charging each step it had left the reward of its last step (0: play every "
+                        "episode out); periodic scorings and --evaluate always play full episodes")
     p.add_argument("--eval-every", type=positive_int, default=25, help="generations between scorings of the CMA mean")
     p.add_argument("--eval-episodes", type=positive_int, default=1024, help="episodes per scoring of the CMA mean")
     p.add_argument("--evaluate", type=nonneg_int, default=0, metavar="N",
@@ -112,14 +116,15 @@ def main() -> None:
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
     evaluator = make_evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
                                args.backend, args.address)
-    trainer = dreamer or evaluator
     every = (args.real_every or args.eval_every) if dreamer else args.eval_every
     try:
         for generation in tqdm(range(state.generation + 1, args.generations + 1), initial=state.generation,
                                total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
             start = time.monotonic()
             candidates = np.asarray(state.es.ask())
-            fitness, steps = trainer.fitness(candidates, episode_seeds(args.seed, 0, generation, args.trials))
+            seeds = episode_seeds(args.seed, 0, generation, args.trials)
+            fitness, steps = (dreamer.fitness(candidates, seeds) if dreamer
+                              else evaluator.fitness(candidates, seeds, args.patience))
             if not np.all(np.isfinite(fitness)):
                 raise UsageError(f"non-finite fitness at generation {generation}; the last good ES state is kept")
             state.es.tell(list(candidates), list(-fitness))

@@ -68,16 +68,21 @@ class Player:
             self.envs.append(self.world.source.make(self.max_steps))
         return self.envs[:n]
 
-    def play(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
-        """params (N, P) one controller per episode, seeds (N,) → returns (N,), env steps taken."""
+    def play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
+        """params (N, P) one controller per episode, seeds (N,) → returns (N,), env steps taken.
+
+        With ``patience`` > 0 (training fitness only, never a score), an episode that has earned no positive
+        reward for ``patience`` steps in a row is stopped, and each step it had left is charged the reward of
+        its last step (CarRacing: the −0.1 every frame costs), as if it had earned nothing more: the return
+        is the one the episode would get if it never found the track again, at a fraction of the steps."""
         limit = self.world.source.max_envs_per_process or len(seeds)
         if len(seeds) <= limit:
-            return self._play(params, seeds)
-        parts = [self._play(params[s: s + limit], seeds[s: s + limit]) for s in range(0, len(seeds), limit)]
+            return self._play(params, seeds, patience)
+        parts = [self._play(params[s: s + limit], seeds[s: s + limit], patience) for s in range(0, len(seeds), limit)]
         return np.concatenate([r for r, _ in parts]), sum(n for _, n in parts)
 
     @torch.no_grad()
-    def _play(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
+    def _play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
         w = self.world
         n = len(seeds)
         torch.manual_seed(int(np.random.SeedSequence([int(x) for x in seeds]).generate_state(1)[0]))
@@ -88,7 +93,8 @@ class Player:
         state = w.mdnrnn.initial_state(n)
         alive = np.ones(n, dtype=bool)
         returns = np.zeros(n)
-        steps = 0
+        played = np.zeros(n, dtype=np.int64)  # steps of each episode
+        quiet = np.zeros(n, dtype=np.int64)  # steps since each episode last earned a positive reward
         frames = np.stack([w.source.preprocess(o) for o in obs])
         while alive.any():
             mu, logvar = w.vae.encode(to_input(torch.from_numpy(frames)))
@@ -100,7 +106,11 @@ class Player:
                 ob, reward, terminated, truncated, _ = envs_[i].step(actions[i])
                 frames[i] = w.source.preprocess(ob)
                 returns[i] += reward
-                steps += 1
+                played[i] += 1
+                quiet[i] = 0 if reward > 0 else quiet[i] + 1
                 alive[i] = not (terminated or truncated)
+                if alive[i] and patience and quiet[i] >= patience:
+                    returns[i] += float(reward) * (self.max_steps - played[i])
+                    alive[i] = False
             _, state = w.mdnrnn.step(z, torch.from_numpy(w.source.encode_actions(w.source.stored_actions(actions))), state)
-        return returns, steps
+        return returns, int(played.sum())

@@ -32,8 +32,8 @@ def _init_worker(run: str, env: str, state: str | None, max_steps: int) -> None:
     _player = Player(WorldModel.load(Path(run), env, state), max_steps)
 
 
-def _play(params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
-    return _player.play(params, seeds)
+def _play(params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
+    return _player.play(params, seeds, patience)
 
 
 def episode_seeds(seed: int, purpose: int, index: int, n: int) -> list[int]:
@@ -49,9 +49,9 @@ class Scoring:
     def run(self, tasks: list[tuple[np.ndarray, list[int]]]) -> tuple[list[np.ndarray], int]:
         raise NotImplementedError
 
-    def fitness(self, candidates: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, int]:
-        """Mean return of each candidate (K, P) over the same episode seeds."""
-        tasks = [(np.repeat(c[None], len(seeds), axis=0), seeds) for c in candidates]
+    def fitness(self, candidates: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
+        """Mean return of each candidate (K, P) over the same episode seeds (``patience``: see ``Player.play``)."""
+        tasks = [(np.repeat(c[None], len(seeds), axis=0), seeds, patience) for c in candidates]
         returns, steps = self.run(tasks)
         return np.array([r.mean() for r in returns]), steps
 
@@ -96,7 +96,7 @@ class Evaluator(Scoring):
     def run(self, tasks: list[tuple[np.ndarray, list[int]]]) -> tuple[list[np.ndarray], int]:
         """Each task (params (N, P), seeds (N,)) → its returns (N,); plus the total env steps."""
         if self.pool is None:
-            results = [_play(p, s) for p, s in tasks]
+            results = [_play(*task) for task in tasks]
         else:
             done: dict[int, tuple[np.ndarray, int]] = {}
             for attempt in range(self.retries + 1):

@@ -194,8 +194,8 @@ class _Player:
                 Path(tmp, name).write_bytes(blob)
             self.player = Player(WorldModel.load(Path(tmp), env, state), max_steps)
 
-    def play(self, params: np.ndarray, seeds: list[int]):
-        return self.player.play(params, seeds)
+    def play(self, params: np.ndarray, seeds: list[int], patience: int = 0):
+        return self.player.play(params, seeds, patience)
 
 
 class RayEvaluator(Scoring):
