@@ -5,45 +5,8 @@
 Re-running the same command after a kill completes the dataset to --episodes; finished episodes are
 never lost or rewritten.
 """
-from __future__ import annotations
-
-import os
-
-import envs
-from pipeline.cli import (
-    add_backend_flags,
-    check_backend_flags,
-    nonneg_int,
-    parse_stage_args,
-    positive_int,
-    run_main,
-    save_stage_config,
-    stage_parser,
-)
-from pipeline.collect import CollectJob, collect
-
-
-def main() -> None:
-    p = stage_parser(__doc__.splitlines()[0])
-    p.add_argument("--episodes", type=positive_int, default=10000, help="episodes the dataset should hold")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="collection processes")
-    p.add_argument("--steps", type=positive_int, help="cap on an episode's length (default: the env's, 1000 for CarRacing)")
-    p.add_argument("--policy", choices=envs.POLICIES, default="brownian",
-                   help="brownian: a_{t+1} = clip(a_t + N(0, 1/50)); random: uniform actions")
-    p.add_argument("--shard-size", type=positive_int, default=100, help="episodes packed into one shard file")
-    p.add_argument("--verbose", type=nonneg_int, default=1, help="0 hides the progress bar")
-    add_backend_flags(p)
-    args = parse_stage_args(p, "collect")
-    check_backend_flags(p, args)
-    args.steps = args.steps or args.source.default_max_steps
-
-    job = CollectJob(env=args.env, state=args.state, data=str(args.data), seed=args.seed, policy=args.policy,
-                     max_steps=args.steps, shard_size=args.shard_size, episode_ids=[])
-    present, added = collect(job, args.episodes, args.workers, progress=args.verbose > 0,
-                             backend=args.backend, address=args.address)
-    save_stage_config(args.run, "collect", args)
-    print(f"{args.data}: {present + added} episodes ({present} already there, {added} collected)")
-
+from pipeline.cli import run_main
+from pipeline.stages import collect
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(lambda: collect.run(collect.parse_args()))

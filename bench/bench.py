@@ -1,6 +1,10 @@
 """Throughput of every stage and data source, measured side by side in one run; prints a markdown table.
 
-    python bench/bench.py [--workers N] [--quick]
+    python bench/bench.py [--workers N] [--quick] [--doc PAGE | --no-doc]
+
+The table also replaces the one between the bench markers of docs/benchmarks.md (``--doc`` names another
+page, ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given), so the published
+figures are always those of the last full run, with the command that measured them.
 
 Figures: stock CarRacing-v3 against FastCarRacing on the same actions; controller-evaluation env-steps/s
 (V, M and C in the loop) against the bare env, and dream-steps/s (C evolved inside M) against both;
@@ -14,6 +18,7 @@ import datetime
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -22,10 +27,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+DOC = ROOT / "docs" / "benchmarks.md"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from doc_table import render_table, write_between_markers  # noqa: E402  (bench/doc_table.py, beside this script)
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
@@ -39,9 +46,9 @@ from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
 from models.mdnrnn import MDNOutput, mixture_nll  # noqa: E402
 from pipeline.agent import Player, WorldModel  # noqa: E402
-from pipeline.cli import UsageError  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
 from pipeline.dream import DreamPlayer  # noqa: E402
+from pipeline.errors import UsageError  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
 
 
@@ -70,8 +77,7 @@ def alternating(fns: list, rounds: int, calls: int = 1) -> list[float]:
 
 def bench_collection(workers: int, episodes: int, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        job = CollectJob(env="carracing", state=None, data=tmp, seed=0, policy="brownian", max_steps=steps, shard_size=100,
-                         episode_ids=[])
+        job = CollectJob(env="carracing", state=None, data=tmp, seed=0, policy="brownian", max_steps=steps, shard_size=100)
         start = time.perf_counter()
         collect(job, episodes, workers)
         return episodes * steps / (time.perf_counter() - start)
@@ -288,7 +294,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="N for the multi-worker figures")
     p.add_argument("--quick", action="store_true", help="smaller samples (noisier), for a smoke run")
+    p.add_argument("--doc", type=Path, help="markdown page whose bench markers receive the table "
+                                            "(default: docs/benchmarks.md; none for a --quick run)")
+    p.add_argument("--no-doc", action="store_true", help="only print the table")
     args = p.parse_args()
+    if args.doc and args.no_doc:
+        p.error("--doc and --no-doc contradict each other: pass one")
+    doc = None if args.no_doc else args.doc or (None if args.quick else DOC)
+    started = time.perf_counter()
     n = args.workers
     scale = 1 if args.quick else 3
     steps = 100 * scale
@@ -348,16 +361,26 @@ def main() -> None:
     rows.append((f"M training (LSTM 256), batch {shape[0]} × {shape[1]}, stage 03's step, CPU", f"{mdn:.3f} steps/s",
                  f"{mdn / mdn_plain:.2f} × plain loop"))
 
+    report = f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}"
+    print(report)
+    if doc is not None:
+        write_between_markers(doc, report)
+        print(f"\nwritten between the bench markers of {doc}")
+
+
+def measured_by(seconds: float, quick: bool) -> str:
+    """The line above the table: the command that measured it, how long it took, and on what."""
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{datetime.date.today().isoformat()}{' (--quick)' if args.quick else ''}\n")
-    print("| figure | rate | ratio |\n|---|---|---|")
-    for name, rate, ratio in rows:
-        print(f"| {name} | {rate} | {ratio} |")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    minutes, secs = divmod(round(seconds), 60)
+    command = " ".join(["python bench/bench.py", *map(shlex.quote, sys.argv[1:])])
+    return (f"Measured by `{command}` in {minutes} min {secs} s{' (--quick: small, noisy samples)' if quick else ''}. "
+            f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {gpu}, "
+            f"{datetime.date.today().isoformat()}.")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def encoder_precision(batch: int = 12, repeat: int = 60) -> tuple[float, float]:
 def one_collection(episodes: int, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         job = CollectJob(env="carracing", state=None, data=tmp, seed=0, policy="brownian", max_steps=steps,
-                         shard_size=100, episode_ids=[])
+                         shard_size=100)
         start = time.perf_counter()
         collect(job, episodes, 1, progress=False)
         return episodes * steps / (time.perf_counter() - start)
@@ -136,7 +136,7 @@ def storing(episodes: int = 10, steps: int = 300) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "played"
         job = CollectJob(env="carracing", state=None, data=str(data), seed=0, policy="brownian", max_steps=steps,
-                         shard_size=100, episode_ids=[])
+                         shard_size=100)
         collect(job, 1, 1, progress=False)
         played = read_episode(RolloutStore(data).index()[0])
         store, info = RolloutStore(Path(tmp) / "timed"), ShardInfo(env="carracing", spaces={}, preprocessing="")

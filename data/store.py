@@ -1,4 +1,4 @@
-"""The rollout store: HDF5 shards in Minari's per-episode layout (DESIGN §4), safe against kills.
+"""The rollout store: HDF5 shards in Minari's per-episode layout (docs/data-format.md), safe against kills.
 
 A directory ``data/<env>/`` holds
 

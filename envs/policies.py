@@ -19,7 +19,8 @@ class ExplorationPolicy(ABC):
 
 
 class BrownianPolicy(ExplorationPolicy):
-    """a_{t+1} = clip(a_t + N(0, scale²)) per dimension: smooth, wandering actions (DESIGN §5: scale² = 1/50)."""
+    """a_{t+1} = clip(a_t + N(0, scale²)) per dimension: smooth, wandering actions. The default scale² = 1/50 is the
+    discretised Brownian motion of ctallec/world-models' reproduction of World Models (see docs/reference.md)."""
 
     def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, scale: float | np.ndarray = np.sqrt(1 / 50)):
         self.space, self.rng, self.scale = space, rng, scale

@@ -1,9 +1,11 @@
-"""ShapeHerd (a.k.a. BringBackShapes): push shapes into a goal through a small, agent-centred view (DESIGN §5).
+"""ShapeHerd (a.k.a. BringBackShapes): push shapes into a goal through a small, agent-centred view.
 
-A Gymnasium env on pymunk, rebuilt from the spec in DESIGN §5 and the VSG paper (seed 001, §5.1), seeded
-end to end: ``reset(seed=s)`` followed by the same actions reproduces an episode byte for byte.
+A Gymnasium env on pymunk, rebuilt from the task of Jain et al., "Learning Robust Dynamics through Variational
+Sparse Gating" (NeurIPS 2022, arXiv:2210.11698, §5.1) and its reference code ("the original" below,
+https://github.com/arnavkj1995/BBS), seeded end to end: ``reset(seed=s)`` followed by the same actions
+reproduces an episode byte for byte. docs/shapeherd.md states the rules and where they differ from the original.
 
-Conventions (the spec is silent on these; each choice is deliberate):
+Conventions (the paper is silent on these; each choice is deliberate):
 
 * Coordinates are image coordinates: x to the right, **y down**, in arena pixels; ``render()`` and the
   observation draw the arena with that orientation (pymunk itself has no "up"; gravity is 0).

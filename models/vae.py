@@ -1,4 +1,7 @@
-"""V: Ha & Schmidhuber's convolutional VAE, 64×64×3 frame ↔ z (DESIGN §5)."""
+"""V: Ha & Schmidhuber's convolutional VAE, 64×64×3 frame ↔ z ("World Models", 2018, arXiv:1803.10122).
+
+Architecture, loss and parameter count against the paper: docs/reference.md.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

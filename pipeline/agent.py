@@ -17,7 +17,8 @@ from models.controller import batched, num_params
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, to_input
 from pipeline import checkpoint
-from pipeline.cli import UsageError
+from pipeline.errors import UsageError
+from pipeline.seeding import batch_seed
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Player:
     def _play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
         w = self.world
         n = len(seeds)
-        torch.manual_seed(int(np.random.SeedSequence([int(x) for x in seeds]).generate_state(1)[0]))
+        torch.manual_seed(batch_seed(seeds))
         envs_ = self._envs(n)
         obs = [env.reset(seed=int(s))[0] for env, s in zip(envs_, seeds)]
         noise = [np.random.default_rng(int(s)) for s in seeds]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from data.atomic import write_bytes
-from pipeline.cli import UsageError
+from pipeline.errors import UsageError
 
 
 def save(path: Path, payload: dict) -> None:

@@ -1,4 +1,4 @@
-"""The command-line contract every stage keeps (DESIGN §3), and its one-line errors.
+"""The command-line contract every stage keeps, and its one-line errors.
 
 Every stage takes ``--env``, ``--data``, ``--run``, ``--seed`` and ``--preset``; bad input ends in one line
 on stderr that names the flag or file and the fix, with exit code 2 and no traceback.
@@ -6,7 +6,6 @@ on stderr that names the flag or file and the fix, with exit code 2 and no trace
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -16,15 +15,9 @@ import envs
 from data import atomic
 from data.store import StoreError
 from envs.base import EnvUnavailable
+from pipeline.errors import RunFailed, UsageError
 from pipeline.presets import PRESETS
-
-
-class UsageError(Exception):
-    """Bad input from the user: the message names the file or flag and says what to do."""
-
-
-class WorkerError(Exception):
-    """A worker process died or failed; the message says how to resume."""
+from pipeline.runconfig import load_config
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,12 +118,18 @@ def only_with(parser: Parser, args: argparse.Namespace, flags: list[str], applie
 
 
 def add_backend_flags(parser: Parser) -> None:
-    """``--backend`` and ``--address``, for the stages whose work spreads over workers (01 and 04)."""
+    """``--backend``, ``--address`` and ``--task-timeout``, for the stages whose work spreads over a worker pool
+    (01 and 04)."""
     parser.add_argument("--backend", choices=["local", "ray"], default="local",
                         help="where the workers run: local processes, or Ray actors (optional: pip install 'ray>=2.9'); "
                              "results are the same")
     parser.add_argument("--address", help="with --backend ray: the address of a running Ray cluster "
                                           "(e.g. 10.0.0.1:6379, or 'auto'); default: start a local Ray instance")
+    parser.add_argument("--task-timeout", type=positive_float, default=600.0,
+                        help="seconds in which some task (an episode in 01, a candidate's trials in 04) must finish, "
+                             "starting a fresh worker included; past it the busy workers count as hung and are "
+                             "replaced, and their tasks are done again (as after a worker died); with --workers 1 "
+                             "tasks run in this process")
 
 
 def check_backend_flags(parser: Parser, args: argparse.Namespace) -> None:
@@ -152,43 +151,9 @@ def run_main(main: Callable[[], None]) -> None:
             raise
         print(f"{prog}: error: {atomic.DiskFull(e.filename or 'a file', reason)}", file=sys.stderr)
         sys.exit(2)
-    except WorkerError as e:
+    except RunFailed as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
-
-
-# -- the run folder's config.json -------------------------------------------------------------------
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic.write_bytes(path, text.encode())
-
-
-def load_config(run: Path) -> dict:
-    path = run / "config.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UsageError(f"{path} is not valid JSON: fix or delete it") from None
-
-
-def save_stage_config(run: Path, stage: str, args: argparse.Namespace, **extra) -> dict:
-    """Record the stage's resolved settings under ``config.json[stage]``; returns that entry."""
-    run.mkdir(parents=True, exist_ok=True)
-    config = load_config(run)
-    entry = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "source"}
-    entry.update(extra)
-    config[stage] = entry
-    atomic_write_text(run / "config.json", json.dumps(config, indent=2, sort_keys=True))
-    return entry
-
-
-def stage_config(run: Path, stage: str, script: str) -> dict:
-    """The settings an earlier stage recorded; a clear error naming the script if it never ran."""
-    entry = load_config(run).get(stage)
-    if entry is None:
-        raise UsageError(f"{run / 'config.json'} has no '{stage}' entry: run {script} with --run {run} first")
-    return entry

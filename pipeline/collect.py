@@ -6,24 +6,16 @@ workers, lets a re-run fill in exactly the missing episodes, and lets any episod
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue as queue_mod
-import sys
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
 import envs
-from data.atomic import DiskFull
 from data.store import Episode, RolloutStore, ShardInfo
-from pipeline.cli import UsageError, WorkerError
-
-
-def episode_seed(base_seed: int, episode_id: int) -> int:
-    """A 31-bit seed for episode ``episode_id`` of the dataset collected with ``base_seed``."""
-    return int(np.random.SeedSequence([base_seed, episode_id]).generate_state(1)[0] >> 1)
+from pipeline import pool
+from pipeline.errors import UsageError
+from pipeline.seeding import episode_seed
 
 
 def play_episode(source: envs.EnvSource, env, episode_id: int, seed: int, policy_kind: str) -> Episode:
@@ -65,7 +57,6 @@ class CollectJob:
     policy: str
     max_steps: int
     shard_size: int
-    episode_ids: list[int]
 
 
 def shard_info(job: CollectJob, source: envs.EnvSource, env) -> ShardInfo:
@@ -77,32 +68,17 @@ def shard_info(job: CollectJob, source: envs.EnvSource, env) -> ShardInfo:
     )
 
 
-def run_job(job: CollectJob, report=lambda episode_id: None) -> None:
-    """Play and store ``job.episode_ids``; pack every ``shard_size`` episodes. The only writer of its files."""
-    source = envs.get(job.env, job.state)
-    env = source.make(job.max_steps)
-    store = RolloutStore(job.data)
-    info = shard_info(job, source, env)
-    staged = []
-    for episode_id in job.episode_ids:
-        seed = episode_seed(job.seed, episode_id)
-        staged.append(store.stage(play_episode(source, env, episode_id, seed, job.policy), info))
-        report(episode_id)
-        if len(staged) == job.shard_size:
-            store.pack(staged, info)
-            staged = []
-    store.pack(staged, info)
-    env.close()
+class Collector:
+    """A worker of the pool (``pipeline.pool``): one env, kept between episodes (retro allows one emulator per
+    process), playing episode ids of ``job``; the stage's process alone writes the dataset."""
 
+    def __init__(self, job: CollectJob):
+        self.job, self.source = job, envs.get(job.env, job.state)
+        self.env = self.source.make(job.max_steps)
 
-def _worker(job: CollectJob, index: int, messages) -> None:
-    try:
-        run_job(job, report=lambda i: messages.put(("episode", index, i)))
-        messages.put(("done", index, None))
-    except DiskFull as e:
-        messages.put(("disk full", index, e))
-    except BaseException:
-        messages.put(("error", index, traceback.format_exc()))
+    def play(self, episode_id: int) -> Episode:
+        job = self.job
+        return play_episode(self.source, self.env, episode_id, episode_seed(job.seed, episode_id), job.policy)
 
 
 def check_compatible(store: RolloutStore, job: CollectJob) -> None:
@@ -123,9 +99,10 @@ def check_compatible(store: RolloutStore, job: CollectJob) -> None:
 
 
 def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True, backend: str = "local",
-            address: str | None = None) -> tuple[int, int]:
-    """Bring the dataset in ``job.data`` up to ``episodes`` episodes, in local processes or on Ray actors
-    (``backend``). Returns (already there, added)."""
+            address: str | None = None, task_timeout: float = 600.0) -> tuple[int, int]:
+    """Bring the dataset in ``job.data`` up to ``episodes`` episodes, played by a worker pool of ``backend``
+    (local processes or Ray actors) and written here: each episode staged as it arrives, packed every
+    ``job.shard_size``. Returns (already there, added)."""
     source = envs.get(job.env, job.state)
     store = RolloutStore(job.data)
     probe = source.make(job.max_steps)
@@ -138,71 +115,21 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     present = episodes - len(missing)
     if not missing:
         return present, 0
-    workers = min(workers, len(missing))
-    if backend == "ray":
-        from pipeline import ray_backend
-        ray = ray_backend.start(address, workers)  # a bad --address or a missing Ray fails before the bar shows
+    # Made before the bar shows, so that a missing Ray or a bad --address fails first.
+    workers = pool.make(backend, Collector, (job,), min(workers, len(missing)), task_timeout, "collection", address)
     hide = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE decides
     bar = tqdm(total=episodes, initial=present, desc="collect", unit="ep", **hide)
-    if backend == "ray":
-        try:
-            ray_backend.collect(ray, job, missing, workers, store, info, bar)
-        finally:
-            ray_backend.stop()
-    elif workers == 1:
-        run_job(CollectJob(**{**vars(job), "episode_ids": missing}), report=lambda i: bar.update())
-    elif _run_workers(job, missing, workers, bar):
-        store.recover(info)  # pack what replaced workers had staged but not packed
+    staged = []
+
+    def keep(_, episode: Episode) -> None:
+        staged.append(store.stage(episode, info))
+        bar.update()
+        if len(staged) == job.shard_size:
+            store.pack(staged, info)
+            staged.clear()
+
+    with workers:
+        workers.run([("play", (i,)) for i in missing], on_result=keep)
+    store.pack(staged, info)
     bar.close()
     return present, len(missing)
-
-
-def _run_workers(job: CollectJob, missing: list[int], workers: int, bar: tqdm, retries: int = 3) -> int:
-    """Play ``missing`` across ``workers`` processes. A worker that dies is replaced by a new one for the
-    episodes it had not finished (at most ``retries`` times in all); returns how many were replaced."""
-    ctx = mp.get_context("spawn")
-    messages = ctx.Queue()
-    todo = {w: missing[w::workers] for w in range(workers)}  # episodes each worker has not reported yet
-    procs = {}
-
-    def start(w: int) -> None:
-        procs[w] = ctx.Process(target=_worker, args=(CollectJob(**{**vars(job), "episode_ids": todo[w]}), w, messages))
-        procs[w].start()
-
-    for w in todo:
-        start(w)
-    running, replaced = set(todo), 0
-    try:
-        while running:
-            try:
-                kind, w, payload = messages.get(timeout=1.0)
-            except queue_mod.Empty:
-                for w in sorted(running):
-                    if procs[w].exitcode in (None, 0):  # alive, or its "done" is still on its way
-                        continue
-                    if replaced == retries:
-                        raise WorkerError(f"collection workers died {retries + 1} times (last exit code "
-                                          f"{procs[w].exitcode}); check free memory, then re-run the same command "
-                                          "to complete the dataset") from None
-                    replaced += 1
-                    print(f"warning: a collection worker died (exit code {procs[w].exitcode}); a new one plays its "
-                          f"{len(todo[w])} unfinished episodes", file=sys.stderr, flush=True)
-                    procs[w].join()
-                    start(w)
-                continue
-            if kind == "episode":
-                todo[w].remove(payload)
-                bar.update()
-            elif kind == "done":
-                running.discard(w)
-            elif kind == "disk full":
-                raise payload
-            else:
-                raise WorkerError(f"a collection worker failed ({payload.strip().splitlines()[-1]}); "
-                                  "re-run the same command to complete the dataset")
-    finally:
-        for p in procs.values():
-            if p.is_alive():
-                p.terminate()
-            p.join()
-    return replaced

@@ -5,7 +5,7 @@ import contextlib
 
 import torch
 
-from pipeline.cli import UsageError
+from pipeline.errors import UsageError
 
 CHOICES = ("auto", "cpu", "cuda")
 

@@ -29,7 +29,8 @@ from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, sample
 from models.vae import ConvVAE, to_frames, to_input
 from pipeline.agent import WorldModel
-from pipeline.cli import UsageError
+from pipeline.errors import UsageError
+from pipeline.seeding import batch_seed
 
 DONE_THRESHOLD = 0.5  # the Doom dream's rule: an episode ends when M's done probability passes 0.5
 
@@ -241,23 +242,19 @@ class DreamPlayer:
 
     def play(self, params: np.ndarray, seeds: Sequence[int]) -> tuple[np.ndarray, int]:
         """params (N, P) one controller per episode, seeds (N,) → returns (N,), dream steps taken."""
-        result = self.play_starts(params, self.starts.draw(seeds), _batch_seed(seeds, len(seeds)))
+        result = self.play_starts(params, self.starts.draw(seeds), batch_seed(seeds, len(seeds)))
         return result.returns, result.steps
 
     def fitness(self, candidates: np.ndarray, seeds: Sequence[int]) -> tuple[np.ndarray, int]:
         """Mean dream return of each candidate (K, P) over the same J starts: K·J episodes in one batch."""
         k, j = len(candidates), len(seeds)
         starts = self.starts.draw(seeds).rows(np.tile(np.arange(j), k))  # row k·J + j: candidate k, start j
-        result = self.play_starts(np.repeat(candidates, j, axis=0), starts, _batch_seed(seeds, k * j))
+        result = self.play_starts(np.repeat(candidates, j, axis=0), starts, batch_seed(seeds, k * j))
         return result.returns.reshape(k, j).mean(axis=1), result.steps
 
     def scores(self, params: np.ndarray, seeds: Sequence[int]) -> tuple[np.ndarray, int]:
         """Dream returns (len(seeds),) of one controller (P,)."""
         return self.play(np.repeat(params[None], len(seeds), axis=0), seeds)
-
-
-def _batch_seed(seeds: Sequence[int], rows: int) -> int:
-    return int(np.random.SeedSequence([int(s) for s in seeds] + [rows]).generate_state(1)[0])
 
 
 # -- a real episode, driven like a dream, and the same actions in the dream ------------------------

@@ -17,9 +17,9 @@ import torch
 
 import envs
 from pipeline.agent import WorldModel
-from pipeline.cli import UsageError
 from pipeline.dream import DONE_THRESHOLD, StartFrames, begin, decode, step
-from pipeline.evolution import episode_seeds
+from pipeline.errors import UsageError
+from pipeline.seeding import Purpose, episode_seeds
 
 HELP = ("dream controls: CarRacing ←/→ steer, ↑ gas, ↓ brake; ShapeHerd: arrows push the agent that way at full "
         "force; games with discrete actions: arrows (and space for B) pick the matching button combination, or "
@@ -77,7 +77,7 @@ class DreamSession:
     def reset(self) -> None:
         """A new dream from another real frame."""
         self.dreams += 1
-        start = self.starts.draw(episode_seeds(self.seed, 3, self.dreams, 1))
+        start = self.starts.draw(episode_seeds(self.seed, Purpose.DREAMS, self.dreams, 1))
         self.z, self.state = begin(self.world.mdnrnn, start, self.device)
         self.t, self.total = 0, 0.0
 

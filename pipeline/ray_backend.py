@@ -17,17 +17,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
-import envs
-from pipeline.agent import Player, WorldModel
-from pipeline.cli import UsageError, WorkerError
-from pipeline.collect import episode_seed, play_episode
-from pipeline.evolution import Scoring
+from pipeline.errors import UsageError
+from pipeline.pool import SlotPool
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run outputs and anything large stay behind; .gitignore (which Ray also honours) already names data/ and results/.
@@ -81,139 +74,48 @@ def stop() -> None:
         ray.shutdown()
 
 
-class ActorPool:
-    """``workers`` actors of class ``actor`` (made by ``make()``), each playing one task at a time.
+class RayPool(SlotPool):
+    """The worker pool (``pipeline.pool``) on Ray actors, one CPU each: the same calls, the same rules for dead
+    and hung workers; ``ray.kill`` ends a hung actor."""
 
-    ``run(calls)`` returns each call's result in order, where a call is (method name, args). An actor that
-    dies is replaced and its call made again; if no call finishes within ``timeout`` seconds every busy actor
-    counts as hung and is replaced likewise. More than ``retries`` replacements in one ``run`` → WorkerError."""
+    def __init__(self, factory, init_args: tuple, workers: int, timeout: float, retries: int, what: str,
+                 address: str | None):
+        self.ray = start(address, workers)
+        self.actor = self.ray.remote(num_cpus=1)(factory)
+        self.init_args = init_args
+        self.actors: dict[int, object] = {}
+        self.running: dict = {}  # ObjectRef → slot
+        super().__init__(workers, timeout, retries, what)
 
-    def __init__(self, ray, make, workers: int, timeout: float, retries: int, what: str):
-        self.ray, self.make, self.timeout, self.retries, self.what = ray, make, timeout, retries, what
-        self.actors = [make() for _ in range(workers)]
+    def _start(self, a: int) -> None:
+        self.actors[a] = self.actor.remote(*self.init_args)
 
-    def run(self, calls: list[tuple[str, tuple]], on_result=lambda index, result: None) -> list:
+    def _submit(self, a: int, call) -> None:
+        method, args = call
+        self.running[getattr(self.actors[a], method).remote(*args)] = a
+
+    def _wait(self, busy: list[int], timeout: float) -> list[tuple[int, str, object]]:
         ray = self.ray
-        results: dict[int, object] = {}
-        todo = list(range(len(calls)))[::-1]  # popped from the end: calls start in order
-        running: dict = {}  # ObjectRef → (actor index, call index)
-        idle = list(range(len(self.actors)))
-        replaced = 0
-
-        def submit(a: int, i: int) -> None:
-            method, args = calls[i]
-            running[getattr(self.actors[a], method).remote(*args)] = (a, i)
-
-        def replace(a: int, i: int, why: str) -> None:
-            nonlocal replaced
-            if replaced == self.retries:
-                raise WorkerError(f"{why}, {self.retries + 1} times in one batch; check the cluster's nodes and free "
-                                  "memory, then re-run the same command to resume")
-            replaced += 1
-            print(f"warning: {why}; a fresh Ray actor does its work again", file=sys.stderr, flush=True)
-            ray.kill(self.actors[a], no_restart=True)
-            self.actors[a] = self.make()
-            todo.append(i)
-            idle.append(a)
-
-        while todo or running:
-            while todo and idle:
-                submit(idle.pop(), todo.pop())
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=self.timeout)
-            if not ready:
-                for ref, (a, i) in list(running.items()):
-                    del running[ref]
-                    replace(a, i, f"no {self.what} finished within {self.timeout:g} s (an actor hung)")
-                continue
-            ref = ready[0]
-            a, i = running.pop(ref)
+        ready, _ = ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        events = []
+        for ref in ready:
+            a = self.running.pop(ref)
             try:
-                results[i] = ray.get(ref)
+                events.append((a, "ok", ray.get(ref)))
             except ray.exceptions.RayActorError:
-                replace(a, i, f"a Ray {self.what} actor died")
-                continue
+                events.append((a, "died", None))
             except ray.exceptions.RayTaskError as e:
-                raise WorkerError(f"a Ray {self.what} actor failed ({str(e).strip().splitlines()[-1]}); re-run the "
-                                  "same command to resume") from None
-            idle.append(a)
-            on_result(i, results[i])
-        return [results[i] for i in range(len(calls))]
+                events.append((a, "failed", str(e).strip().splitlines()[-1]))
+        return events
+
+    def _kill(self, a: int) -> None:
+        for ref, slot in list(self.running.items()):
+            if slot == a:
+                del self.running[ref]
+        self.ray.kill(self.actors.pop(a), no_restart=True)
 
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in self.actors.values():
             self.ray.kill(actor, no_restart=True)
-        self.actors = []
-
-
-# --- 01: collection -------------------------------------------------------------------------------------
-
-
-class _Collector:
-    """One env, kept between episodes (retro allows one emulator per process: an actor is a process)."""
-
-    def __init__(self, job):
-        self.job, self.source = job, envs.get(job.env, job.state)
-        self.env = self.source.make(job.max_steps)
-
-    def play(self, episode_id: int):
-        job = self.job
-        return play_episode(self.source, self.env, episode_id, episode_seed(job.seed, episode_id), job.policy)
-
-
-def collect(ray, job, missing: list[int], workers: int, store, info, bar) -> None:
-    """Play ``missing`` on Ray actors (``ray`` as ``start`` returned it); stage each episode here as it arrives,
-    pack every ``job.shard_size``."""
-    actor = ray.remote(num_cpus=1)(_Collector)
-    pool = ActorPool(ray, lambda: actor.remote(job), workers, timeout=600.0, retries=3, what="collection")
-    staged = []
-
-    def keep(_, episode) -> None:
-        staged.append(store.stage(episode, info))
-        bar.update()
-        if len(staged) == job.shard_size:
-            store.pack(staged, info)
-            staged.clear()
-
-    try:
-        pool.run([("play", (i,)) for i in missing], on_result=keep)
-        store.pack(staged, info)
-    finally:
-        pool.close()
-
-
-# --- 04: candidate evaluation ---------------------------------------------------------------------------
-
-
-class _Player:
-    """A Player on V and M sent as checkpoint bytes (no shared file system needed)."""
-
-    def __init__(self, files: dict[str, bytes], env: str, state: str | None, max_steps: int):
-        torch.set_num_threads(1)
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, blob in files.items():
-                Path(tmp, name).write_bytes(blob)
-            self.player = Player(WorldModel.load(Path(tmp), env, state), max_steps)
-
-    def play(self, params: np.ndarray, seeds: list[int], patience: int = 0):
-        return self.player.play(params, seeds, patience)
-
-
-class RayEvaluator(Scoring):
-    """The Evaluator interface (``run``, ``fitness``, ``scores``, ``close``) on Ray actors, one per worker."""
-
-    def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int, task_timeout: float,
-                 address: str | None, retries: int = 3):
-        ray = start(address, workers)
-        files = ray.put({name: (run / name).read_bytes() for name in ("vae.pt", "mdnrnn.pt")})
-        actor = ray.remote(num_cpus=1)(_Player)
-        self.pool = ActorPool(ray, lambda: actor.remote(files, env, state, max_steps), workers, task_timeout, retries,
-                              what="evaluation")
-
-    def run(self, tasks: list[tuple[np.ndarray, list[int]]]) -> tuple[list[np.ndarray], int]:
-        results = self.pool.run([("play", task) for task in tasks])
-        return [r for r, _ in results], sum(n for _, n in results)
-
-    def close(self, kill: bool = False) -> None:
-        self.pool.close()
+        self.actors, self.running = {}, {}
         stop()
-

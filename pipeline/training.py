@@ -9,8 +9,8 @@ import torch
 from data import latents as latent_data
 from models import mdnrnn as mdn
 from models.vae import ConvVAE, to_input
-from pipeline.cli import UsageError
 from pipeline.device import autocast
+from pipeline.errors import RunFailed
 
 
 class Averages:
@@ -34,14 +34,14 @@ class Averages:
 def check_finite(terms: dict[str, torch.Tensor], where: str) -> None:
     """Stop, before anything is saved, when the loss is NaN or infinite."""
     if not torch.isfinite(terms["loss"]):
-        raise UsageError(f"loss became {float(terms['loss'])} at {where}; the last good checkpoint is kept. "
+        raise RunFailed(f"loss became {float(terms['loss'])} at {where}; the last good checkpoint is kept. "
                          "Lower --lr or check the data")
 
 
 def check_weights(module: torch.nn.Module, where: str) -> None:
     """Refuse to checkpoint NaN or infinite weights (an update can blow them up while its loss was finite)."""
     if not torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all():
-        raise UsageError(f"weights became NaN or infinite by {where}; the last good checkpoint is kept. "
+        raise RunFailed(f"weights became NaN or infinite by {where}; the last good checkpoint is kept. "
                          "Lower --lr or check the data")
 
 

@@ -112,9 +112,10 @@ def snapshot(*folders) -> dict:
             for folder in folders for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
-def assert_one_line_error(proc, *needles):
-    """Exit code 2, exactly one line on stderr, no traceback, and every needle in that line."""
-    assert proc.returncode == 2, proc.stderr
+def assert_one_line_error(proc, *needles, code: int = 2):
+    """Exit code ``code`` (2: bad input; 1: the run failed on its own), exactly one line on stderr, no traceback,
+    and every needle in that line."""
+    assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -5,7 +5,7 @@ import numpy as np
 
 from conftest import run_stage
 from data.store import RolloutStore, read_episode
-from pipeline.collect import episode_seed
+from pipeline.seeding import episode_seed
 
 
 def episodes(data):

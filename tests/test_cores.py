@@ -125,7 +125,7 @@ def test_attention_never_looks_ahead_nor_across_the_batch():
     assert torch.allclose(base[:, :t0], moved[:, :t0], atol=1e-6)
     assert (base[:, t0:] - moved[:, t0:]).abs().amax() > 1e-3
     other_row = x.clone()
-    other_row[1:] = torch.randn(2, 10, Z + A)  # the notebook normalised over the batch: rows leaked into row 0
+    other_row[1:] = torch.randn(2, 10, Z + A)  # a softmax over the batch axis would leak other rows into row 0
     assert torch.allclose(core(other_row)[0][0], base[0], atol=1e-6)
 
 

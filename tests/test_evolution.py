@@ -5,7 +5,8 @@ import pickle
 
 import numpy as np
 
-from pipeline.evolution import ESState, episode_seeds
+from pipeline.evolution import ESState
+from pipeline.seeding import episode_seeds
 
 
 def rosen_fitness(x: np.ndarray) -> np.ndarray:

@@ -130,6 +130,20 @@ def test_a_killed_collection_worker_is_replaced_and_the_run_completes(tmp_path, 
     assert_same_dataset(data, reference_collection)
 
 
+def test_a_hung_collection_worker_is_detected_within_the_timeout(tmp_path, reference_collection):
+    data, timeout = tmp_path / "data", 15
+    command = ["--data", data, "--run", tmp_path / "run", *COLLECT, "--task-timeout", str(timeout)]
+    with started("01_collect.py", *command, logs=tmp_path) as stage:
+        wait_for(lambda: stored_files(data) >= 2, stage, "episodes on disk")
+        os.kill(busy_worker(stage), signal.SIGSTOP)  # alive but frozen mid-episode: no exit code, no error, no result
+        stopped = time.monotonic()
+        wait_for(lambda: "a worker hung" in stage.stderr(), stage, "the hang to be noticed", timeout=timeout + 60)
+        noticed = time.monotonic() - stopped
+        assert stage.wait(240) == 0, stage.stderr()
+    assert noticed < timeout + 30, noticed
+    assert_same_dataset(data, reference_collection)
+
+
 # -- 02 and 03: training ------------------------------------------------------------------------------
 def adam_steps(state: dict) -> float:
     return float(state["optimizer"]["state"][0]["step"])
@@ -232,7 +246,7 @@ def test_a_diverging_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoi
         before, message = None, None
         for _ in range(2):
             proc = run_stage(command[0], *folders, *command[1:], "--device", "cpu", "--lr", "1", check=False)
-            assert_one_line_error(proc, "the last good checkpoint is kept")
+            assert_one_line_error(proc, "the last good checkpoint is kept", code=1)
             found = re.search(r"loss became nan at step (\d+) \(epoch (\d+)\)", proc.stderr)
             assert found and proc.stderr == (message or proc.stderr), proc.stderr  # the same step both times
             message, stopped[command[0]] = proc.stderr, int(found[2])
@@ -346,7 +360,7 @@ def test_a_killed_evaluation_worker_is_replaced_and_changes_nothing(tiny_run, tm
         os.kill(workers_of(stage.pid)[0], signal.SIGKILL)
         assert stage.wait(240) == 0, stage.stderr()
         err = stage.stderr()
-    assert "an evaluation worker died; starting fresh workers" in err and "Traceback" not in err
+    assert "an evaluation worker died (exit code -9); starting a fresh worker" in err and "Traceback" not in err
     assert trajectory(run) == reference_trajectory
 
 
@@ -389,16 +403,19 @@ def test_controller_trajectory_is_the_same_with_one_worker_or_two(tiny_run, tmp_
 
 
 def test_workers_that_keep_dying_stop_the_stage_with_a_message(tmp_path):
-    """Workers that cannot even start (here: no V to load) are replaced ``retries`` times, then it gives up."""
-    from pipeline.cli import WorkerError
+    """Workers that cannot even start (here: V and M that do not load) are replaced ``retries`` times, then it
+    gives up."""
+    from pipeline.errors import WorkerError
     from pipeline.evolution import Evaluator
 
-    evaluator = Evaluator(tmp_path / "no-run", "carracing", None, 10, workers=2, retries=1)
+    for name in ("vae.pt", "mdnrnn.pt"):
+        (tmp_path / name).write_bytes(b"not a checkpoint")
+    evaluator = Evaluator(tmp_path, "carracing", None, 10, workers=2, retries=1)
     try:
         with pytest.raises(WorkerError, match="an evaluation worker died, 2 times in one batch.*re-run the same command"):
             evaluator.run([(np.zeros((1, 867)), [1])])
     finally:
-        evaluator.close(kill=True)
+        evaluator.close()
 
 
 def test_non_finite_fitness_stops_naming_the_generation_and_keeps_the_es_state(tiny_run, tmp_path):
@@ -416,7 +433,7 @@ def test_non_finite_fitness_stops_naming_the_generation_and_keeps_the_es_state(t
     before = snapshot(run)
     for _ in range(2):
         proc = run_stage("04_train_controller.py", *command, check=False)
-        assert_one_line_error(proc, "non-finite fitness at generation 3", "the last good ES state is kept")
+        assert_one_line_error(proc, "non-finite fitness at generation 3", "the last good ES state is kept", code=1)
     assert {p: h for p, h in snapshot(run).items() if p.name != "config.json"} == \
            {p: h for p, h in before.items() if p.name != "config.json"}
     assert es_generation(run) == 2

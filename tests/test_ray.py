@@ -3,7 +3,6 @@ with 2 CPUs; dead and hung actors are replaced; a missing Ray or a cluster that 
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -64,50 +63,3 @@ def test_a_generation_on_ray_has_the_local_backends_fitness(tiny_run, tmp_path):
     rows, state = trajectory(on_ray)
     assert [r[0] for r in rows] == ["1"] and rows[0][5]  # scored at the last generation
     assert (rows, state) == trajectory(local)
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    pytest.importorskip("ray")
-    from pipeline import ray_backend
-    ray = ray_backend.start(None, 2)
-    yield ray
-    ray_backend.stop()
-
-
-def test_an_actor_that_dies_or_hangs_is_replaced_and_its_call_made_again(ray_instance, tmp_path):
-    from pipeline.ray_backend import ActorPool
-
-    class Flaky:
-        """Dies on the first call of `die`, hangs on the first call of `hang`; marker files remember."""
-
-        def __init__(self, folder):
-            self.folder = folder
-
-        def _first(self, name):
-            marker = os.path.join(self.folder, name)
-            if os.path.exists(marker):
-                return False
-            open(marker, "w").close()
-            return True
-
-        def die(self, x):
-            if self._first("died"):
-                os._exit(1)
-            return x * 10
-
-        def hang(self, x):
-            if self._first("hung"):
-                time.sleep(3600)
-            return x * 10
-
-        def ok(self, x):
-            return x * 10
-
-    make = lambda: ray_instance.remote(num_cpus=1)(Flaky).remote(str(tmp_path))  # noqa: E731
-    pool = ActorPool(ray_instance, make, workers=2, timeout=8, retries=3, what="test")
-    try:
-        assert pool.run([("ok", (1,)), ("die", (2,)), ("ok", (3,))]) == [10, 20, 30]
-        assert pool.run([("hang", (4,)), ("ok", (5,))]) == [40, 50]
-    finally:
-        pool.close()

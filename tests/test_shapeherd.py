@@ -1,4 +1,4 @@
-"""ShapeHerd: the Gymnasium contract, exact seeding, and the physics and rules of DESIGN §5.
+"""ShapeHerd: the Gymnasium contract, exact seeding, and the physics and rules of docs/shapeherd.md.
 
 Tests move bodies directly between steps (``env.agent.body.position = ...``): the env exposes its pymunk
 bodies for that. Coordinates are image coordinates (y down), so θ = π/2 pushes the agent down the image.

@@ -1,4 +1,4 @@
-"""Attentive core (in the spirit of seed 002, done properly): an LSTM plus causal dot-product attention
+"""Attentive core: an LSTM plus causal dot-product attention (Vaswani et al. 2017, arXiv:1706.03762)
 over its own last K outputs, forming a context vector that joins the LSTM output before M's heads.
 
 At step t, with o_t the LSTM output and W_t = (o_{t-K+1}, …, o_t) the window (the current step included):
@@ -7,9 +7,10 @@ At step t, with o_t the LSTM output and W_t = (o_{t-K+1}, …, o_t) the window (
     α_tj = softmax_j(q_t · k_j / √H)                            (over the window's time axis, per batch row)
     c_t = Σ_j α_tj v_j,   features_t = [o_t, c_t]               (B, 2H)
 
-The notebook normalised its weights over the batch axis and never formed c_t. The window is part of the
-state, so stepping (rollouts, dreams) gives the same features as a whole sequence, and no step ever sees a
-later one. C reads [h_t, c_t], the features of the last step.
+A common attentive MDN-RNN implementation normalised its weights over the batch axis and never formed c_t; here
+the softmax runs over time within each sequence (docs/cores.md). The window is part of the state, so stepping
+(rollouts, dreams) gives the same features as a whole sequence, and no step ever sees a later one. C reads
+[h_t, c_t], the features of the last step.
 
 State: (h (B, H), c (B, H)) of the LSTM, window (B, K, H) of the last K LSTM outputs (oldest first) and
 valid (B, K) bool, False for slots not filled yet.

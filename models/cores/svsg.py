@@ -1,6 +1,7 @@
-"""Simple Variational Sparse Gating (seed 001 §4, DESIGN §5): one stochastic state s, no deterministic path.
-The VSG cell proposes a candidate; a prior (without z_t) and a posterior (with z_t) are Gaussians read from
-it; the same Bernoulli gate writes the sample into the updated dimensions and copies the rest.
+"""Simple Variational Sparse Gating: one stochastic state s, no deterministic path (Jain et al., "Learning Robust
+Dynamics through Variational Sparse Gating", NeurIPS 2022, arXiv:2210.11698, §4). The VSG cell proposes a
+candidate; a prior (without z_t) and a posterior (with z_t) are Gaussians read from it; the same Bernoulli gate
+writes the sample into the updated dimensions and copies the rest.
 
     i_t = ELU(W_i [s_{t-1}, a_t] + b_i)                    (the action enters here; z_t does not)
     r, c, u = split(W [i_t, s_{t-1}] + b)
@@ -13,9 +14,10 @@ it; the same Bernoulli gate writes the sample into the updated dimensions and co
     kl = mean_{b,t} Σ_d g_{t,d} · KL(N(μ_d, σ_d) ‖ N(μ̂_d, σ̂_d))      (masked: only updated dims pay)
     loss_kl = β · max(kl, free nats),   loss_sparsity as in VSG
 
-As in the reference code, the mask is the straight-through gate: its value is exactly 0/1, and the KL of
-an updated dimension also pushes on that dimension's gate probability. No KL balancing (DESIGN is silent
-on it). M's heads and C read the sampled state s_t. Gate and state are sampled in evaluation too, from
+As in the reference code (github.com/arnavkj1995/VSG), the mask is the straight-through gate: its value is exactly
+0/1, and the KL of an updated dimension also pushes on that dimension's gate probability. No KL balancing (the paper
+takes it from DreamerV2; this core keeps the plain masked KL). docs/cores.md gives the equations and their sources.
+M's heads and C read the sampled state s_t. Gate and state are sampled in evaluation too, from
 torch's global generator (see models/cores/vsg.py). Extras average over every step, padded ones included;
 a dream has no posterior, so it reports no KL terms. State: (s (B, H),).
 """

@@ -1,4 +1,5 @@
-"""Variational Sparse Gating (seed 001, DESIGN §5): a GRU whose update gate is a Bernoulli sample, so each
+"""Variational Sparse Gating (Jain et al., "Learning Robust Dynamics through Variational Sparse Gating", NeurIPS 2022,
+arXiv:2210.11698; equations and sources in docs/cores.md): a GRU whose update gate is a Bernoulli sample, so each
 step rewrites only some state dimensions and copies the others; a KL towards a prior κ keeps updates sparse.
 
     e_t = ELU(W_e [z_t, a_t] + b_e)                       (the paper's i_t from [z_{t-1}, a_{t-1}]: our step input)
@@ -25,7 +26,8 @@ from torch import nn
 
 from models.cores.base import RecurrentCore, State
 
-# DESIGN §5: gate prior κ, sparsity-loss scale α and floor (shared by vsg and svsg).
+# Gate prior κ (the paper's 0.4), sparsity-loss scale α and floor (0.1 and 0.1, as in the paper's reference code,
+# github.com/arnavkj1995/VSG); shared by vsg and svsg.
 KAPPA, SPARSITY_SCALE, SPARSITY_FLOOR = 0.4, 0.1, 0.1
 
 

@@ -1,0 +1,218 @@
+"""One worker pool for the stages whose work spreads over processes: 01's episodes and 04's evaluations.
+
+A pool keeps ``workers`` workers. Each is an object ``factory(*init_args)``, built once in its own process
+(``LocalPool``: a local process; ``pipeline.ray_backend.RayPool``: a Ray actor), and ``run(calls)`` makes
+the calls ``(method, args)`` on whichever worker is free, returning the results in call order. The stages
+only build the calls; where they run changes nothing, because a call's result depends only on its
+arguments.
+
+Both kinds of pool detect trouble the same way:
+- a worker that dies (its process ends, or building it fails) is replaced by a fresh one, and the call it
+  had is made again;
+- when no call finishes within ``timeout`` seconds (starting a fresh worker included), every busy worker
+  counts as hung and is replaced likewise;
+- after ``retries`` replacements within one ``run``, ``WorkerError``; so is an exception raised by a call
+  itself, which would only be raised again.
+With one worker, ``InlinePool`` makes the calls in this process: nothing to detect, nothing to replace.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+
+from pipeline.errors import UsageError, WorkerError
+
+Call = tuple[str, tuple]
+
+
+class Pool:
+    """What every pool offers: ``run`` the calls, ``close`` the workers."""
+
+    def run(self, calls: Sequence[Call], on_result: Callable[[int, object], None] = lambda index, result: None) -> list:
+        """The result of each call, in order; ``on_result(index, result)`` is called as each one arrives."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InlinePool(Pool):
+    """One worker, in this process."""
+
+    def __init__(self, factory: Callable, init_args: tuple):
+        self.worker = factory(*init_args)
+
+    def run(self, calls, on_result=lambda index, result: None) -> list:
+        results = []
+        for i, (method, args) in enumerate(calls):
+            results.append(getattr(self.worker, method)(*args))
+            on_result(i, results[-1])
+        return results
+
+    def close(self) -> None:
+        self.worker = None
+
+
+class SlotPool(Pool):
+    """The replacement rules, for any kind of worker slot. A subclass starts, calls, waits on and kills the
+    worker in slot ``a``; ``wait`` returns what happened to the busy slots: (slot, "ok" | "died" | "failed",
+    result or message), empty when nothing happened within the timeout."""
+
+    def __init__(self, workers: int, timeout: float, retries: int, what: str):
+        self.timeout, self.retries, self.what = timeout, retries, what
+        self.a_worker = f"{'an' if what[0] in 'aeiou' else 'a'} {what} worker"
+        self.slots = list(range(workers))
+        for a in self.slots:
+            self._start(a)
+
+    def _start(self, a: int) -> None: raise NotImplementedError
+    def _submit(self, a: int, call: Call) -> None: raise NotImplementedError
+    def _wait(self, busy: list[int], timeout: float) -> list[tuple[int, str, object]]: raise NotImplementedError
+    def _kill(self, a: int) -> None: raise NotImplementedError
+
+    def run(self, calls, on_result=lambda index, result: None) -> list:
+        results: dict[int, object] = {}
+        todo = list(range(len(calls)))[::-1]  # popped from the end: calls start in order
+        running: dict[int, int] = {}  # slot → call index
+        idle = list(self.slots)[::-1]
+        replaced = 0
+
+        def replace(a: int, why: str, detail: str = "") -> None:
+            nonlocal replaced
+            if replaced == self.retries:
+                raise WorkerError(f"{why}, {self.retries + 1} times in one batch; check the machine (or cluster) and "
+                                  "its free memory, then re-run the same command to resume")
+            replaced += 1
+            print(f"warning: {why}{detail}; starting a fresh worker to do its work again", file=sys.stderr, flush=True)
+            self._kill(a)
+            self._start(a)
+            todo.append(running.pop(a))
+            idle.append(a)
+
+        while todo or running:
+            while todo and idle:
+                a = idle.pop()
+                running[a] = todo.pop()
+                self._submit(a, calls[running[a]])
+            events = self._wait(list(running), self.timeout)
+            if not events:
+                for a in list(running):
+                    replace(a, f"no {self.what} finished within --task-timeout {self.timeout:g} s (a worker hung)")
+                continue
+            for a, outcome, value in events:
+                if outcome == "died":
+                    replace(a, f"{self.a_worker} died", f" ({value})" if value else "")
+                elif outcome == "failed":
+                    raise WorkerError(f"{self.a_worker} failed ({value}); re-run the same command to resume")
+                else:
+                    i = running.pop(a)
+                    results[i] = value
+                    idle.append(a)
+                    on_result(i, value)
+        return [results[i] for i in range(len(calls))]
+
+
+def _serve(factory: Callable, init_args: tuple, conn: Connection) -> None:
+    """A local worker's life: build the worker (exit 1 if that fails: the pool counts it as died), then
+    answer calls until the pipe closes."""
+    try:
+        worker = factory(*init_args)
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(1)
+    while True:
+        try:
+            method, args = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        try:
+            conn.send(("ok", getattr(worker, method)(*args)))
+        except BaseException as e:
+            conn.send(("failed", traceback.format_exception_only(e)[-1].strip()))
+
+
+class LocalPool(SlotPool):
+    """Worker processes on this machine (spawned, so each builds its worker in a fresh interpreter)."""
+
+    def __init__(self, factory: Callable, init_args: tuple, workers: int, timeout: float, retries: int = 3,
+                 what: str = "task"):
+        self.factory, self.init_args = factory, init_args
+        self.ctx = mp.get_context("spawn")
+        self.procs: dict[int, mp.Process] = {}
+        self.conns: dict[int, Connection] = {}
+        super().__init__(workers, timeout, retries, what)
+
+    def _start(self, a: int) -> None:
+        ours, theirs = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_serve, args=(self.factory, self.init_args, theirs), daemon=True)
+        proc.start()
+        theirs.close()
+        self.procs[a], self.conns[a] = proc, ours
+
+    def _submit(self, a: int, call: Call) -> None:
+        try:
+            self.conns[a].send(call)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            pass  # it died: its sentinel says so at the next wait
+
+    def _wait(self, busy: list[int], timeout: float) -> list[tuple[int, str, object]]:
+        handles = {}
+        for a in busy:
+            handles[self.conns[a]] = a
+            handles[self.procs[a].sentinel] = a
+        events = {}
+        for handle in wait(list(handles), timeout):
+            a = handles[handle]
+            if a in events:
+                continue
+            try:
+                if self.conns[a].poll():
+                    events[a] = (a, *self.conns[a].recv())
+                    continue
+            except (EOFError, ConnectionResetError):
+                pass
+            self.procs[a].join(timeout=1)
+            events[a] = (a, "died", f"exit code {self.procs[a].exitcode}")
+        return list(events.values())
+
+    def _kill(self, a: int) -> None:
+        proc = self.procs.pop(a, None)
+        conn = self.conns.pop(a, None)
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            proc.kill()  # SIGKILL ends a stopped or hung process too
+            proc.join()
+
+    def close(self) -> None:
+        """Idle workers exit when their pipe closes; one that does not within a few seconds is killed."""
+        for conn in self.conns.values():
+            conn.close()
+        for proc in self.procs.values():
+            proc.join(timeout=5)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+        self.procs, self.conns = {}, {}
+
+
+def make(backend: str, factory: Callable, init_args: tuple, workers: int, timeout: float, what: str,
+         address: str | None = None, retries: int = 3) -> Pool:
+    """The pool of ``--backend``: Ray actors (``ray``), or local processes (one worker: this process)."""
+    if backend == "ray":
+        from pipeline.ray_backend import RayPool
+        return RayPool(factory, init_args, workers, timeout, retries, what, address)
+    if backend != "local":
+        raise UsageError(f"--backend {backend}: choose local or ray")
+    if workers == 1:
+        return InlinePool(factory, init_args)
+    return LocalPool(factory, init_args, workers, timeout, retries, what)

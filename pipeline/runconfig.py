@@ -1,0 +1,43 @@
+"""A run folder's ``config.json``: each stage's resolved settings, which later stages read back.
+
+A leaf module: it imports only the atomic writer, so anything may read a run's config.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data import atomic
+from pipeline.errors import UsageError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic.write_bytes(path, text.encode())
+
+
+def load_config(run: Path) -> dict:
+    """The run's config.json as a dict of stage entries ({} when there is none yet)."""
+    path = run / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UsageError(f"{path} is not valid JSON: fix or delete it") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a text file: fix or delete it") from None
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise UsageError(f"{path} does not hold a run's config (an object of one object per stage): fix or delete it")
+    return config
+
+
+def save_stage_config(run: Path, stage: str, args: argparse.Namespace, **extra) -> dict:
+    """Record the stage's resolved settings under ``config.json[stage]``; returns that entry."""
+    run.mkdir(parents=True, exist_ok=True)
+    config = load_config(run)
+    entry = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "source"}
+    entry.update(extra)
+    config[stage] = entry
+    atomic_write_text(run / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    return entry

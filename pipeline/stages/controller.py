@@ -1,0 +1,233 @@
+"""Stage 04: evolve C, the linear controller on [z, h], with CMA-ES in the real environment or in M's dream.
+
+    python 04_train_controller.py --env carracing --pop 64 --trials 16 --workers 64
+    python 04_train_controller.py --env carracing --in dream --temperature 1.15 --real-every 25
+    python 04_train_controller.py --env carracing --evaluate 100      # mean ± std over 100 fresh episodes
+
+Every generation logs best/mean/worst fitness and sigma to metrics/controller.csv and saves the ES
+state (<run>/es_state.pkl): re-running resumes after the last completed generation. An evaluation worker
+that dies, or hangs past --task-timeout, is replaced and its tasks are played again (same results). Every
+--eval-every generations (and at the last) the CMA mean is scored on --eval-episodes real episodes; the
+best-scoring mean becomes <run>/controller.pt, the controller --evaluate and later stages use.
+
+With --in dream the fitness is the mean return in M's dream (pipeline/dream.py): population × trials play as
+one batch through M and C on --device, rewards from M's reward head, an episode ends when M's done
+probability passes 0.5, each trial starts from a real frame. Every --real-every generations the generation's
+best candidate and the CMA mean are also scored in the real env (and the mean in the dream), so the
+dream–reality gap shows in metrics/controller.csv and plots/controller_dream_vs_real.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import checkpoint, plots
+from pipeline import device as devices
+from pipeline.agent import WorldModel
+from pipeline.cli import (
+    Parser,
+    add_backend_flags,
+    check_backend_flags,
+    nonneg_int,
+    only_with,
+    parse_stage_args,
+    positive_float,
+    positive_int,
+    stage_parser,
+)
+from pipeline.dream import DreamPlayer
+from pipeline.errors import RunFailed, UsageError
+from pipeline.evolution import ESState, Evaluator, Scoring
+from pipeline.metrics import CsvLog
+from pipeline.runconfig import atomic_write_text, save_stage_config
+from pipeline.seeding import Purpose, episode_seeds
+
+# One header for both modes, so a run can switch between them and resume. best/mean/worst: fitness where C
+# trains (M's dream on rows with dream_steps > 0, else the real env); eval_mean/eval_std: the CMA mean in the
+# real env; dream_eval_mean: the CMA mean in the dream; real_best: the generation's best candidate in
+# the real env (the last two in dream mode only).
+FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
+          "env_steps", "dream_steps", "seconds"]
+
+
+def parser() -> Parser:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--pop", type=positive_int, default=64, help="CMA-ES population size")
+    p.add_argument("--trials", type=positive_int, default=16, help="episodes per candidate; fitness = mean return")
+    p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size (x0 = 0)")
+    p.add_argument("--generations", type=positive_int, default=1800, help="generations to evolve in total")
+    p.add_argument("--steps", type=positive_int, help="cap on an episode's length (default: the env's)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="evaluation processes")
+    p.add_argument("--patience", type=nonneg_int, default=0,
+                   help="real-env training only: stop a candidate's episode after this many steps in a row without a "
+                        "positive reward, charging each step it had left the reward of its last step (0: play every "
+                        "episode out); periodic scorings and --evaluate always play full episodes")
+    p.add_argument("--eval-every", type=positive_int, default=25, help="generations between scorings of the CMA mean")
+    p.add_argument("--eval-episodes", type=positive_int, default=1024, help="episodes per scoring of the CMA mean")
+    p.add_argument("--evaluate", type=nonneg_int, default=0, metavar="N",
+                   help="only score the saved controller on N fresh episodes (fixed seeds) and print mean ± std")
+    p.add_argument("--in", dest="train_in", choices=["env", "dream"], default="env",
+                   help="where candidates are scored: the real env, or M's dream (fitness from M's reward head)")
+    p.add_argument("--temperature", type=positive_float, default=1.15,
+                   help="dream mode: M's sampling temperature τ (mixture logits / τ, noise × √τ)")
+    p.add_argument("--real-every", type=positive_int,
+                   help="dream mode: generations between real-env scorings of the best candidate and the CMA mean "
+                        "(default: --eval-every)")
+    p.add_argument("--warmup", type=nonneg_int, default=0,
+                   help="dream mode: real steps M reads before each dream starts (0: M starts from its initial state)")
+    p.add_argument("--device", choices=devices.CHOICES, default="auto",
+                   help="dream mode: where M and C run (auto: CUDA when present)")
+    add_backend_flags(p)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
+    args = parse_stage_args(p, "controller", argv)
+    check_backend_flags(p, args)
+    if args.evaluate and args.train_in == "dream":
+        p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
+    only_with(p, args, ["--temperature", "--real-every", "--warmup"], args.train_in == "dream", "with --in dream")
+    args.steps = args.steps or args.source.default_max_steps
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+
+    world = WorldModel.load(args.run, args.env, args.state)  # fails early, with the script to run, if V or M is missing
+    if args.evaluate:
+        evaluate(args, world)
+        return
+    dim = world.num_params
+    es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
+    state = ESState.load(es_path, dim) if es_path.exists() else ESState(dim, args.sigma, args.pop, args.seed)
+    if state.generation:
+        print(f"resuming from {es_path}: generation {state.generation}")
+    if state.es.popsize != args.pop:
+        raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
+                         "or delete it to start over")
+    dreamer = None
+    if args.train_in == "dream":
+        dreamer = DreamPlayer(world, args.run / "latents.h5", args.steps, args.temperature,
+                              devices.resolve(args.device), args.warmup)
+    save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
+                      controller_out=world.controller_out)
+    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
+    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                          args.backend, args.address)
+    every = (args.real_every or args.eval_every) if dreamer else args.eval_every
+    try:
+        for generation in tqdm(range(state.generation + 1, args.generations + 1), initial=state.generation,
+                               total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
+            start = time.monotonic()
+            candidates = np.asarray(state.es.ask())
+            seeds = episode_seeds(args.seed, Purpose.TRIALS, generation, args.trials)
+            fitness, steps = (dreamer.fitness(candidates, seeds) if dreamer
+                              else evaluator.fitness(candidates, seeds, args.patience))
+            if not np.all(np.isfinite(fitness)):
+                raise RunFailed(f"non-finite fitness at generation {generation}; the last good ES state is kept")
+            state.es.tell(list(candidates), list(-fitness))
+            state.generation = generation
+            if fitness.max() > state.best_fitness:
+                state.best_fitness, state.best_params = float(fitness.max()), candidates[fitness.argmax()].copy()
+            env_steps, dream_steps = (0, steps) if dreamer else (steps, 0)
+            row = {}
+            if generation % every == 0 or generation == args.generations:
+                row, more_env, more_dream = score_periodically(args, generation, state, evaluator, dreamer,
+                                                               candidates[fitness.argmax()])
+                env_steps, dream_steps = env_steps + more_env, dream_steps + more_dream
+            log.write(generation=generation, best=fitness.max(), mean=fitness.mean(), worst=fitness.min(),
+                      sigma=state.es.sigma, env_steps=env_steps, dream_steps=dream_steps,
+                      seconds=time.monotonic() - start, **row)
+            state.save(es_path)
+            save_controller(ckpt_path, world, state, args.train_in)
+            plot_fitness(args.run, dreamer is not None, scored=bool(row))
+    finally:
+        evaluator.close()
+    print(f"best scored CMA mean: {state.best_eval:.1f} (controller in {ckpt_path})")
+
+
+def score_periodically(args, generation: int, state: ESState, evaluator: Scoring, dreamer: DreamPlayer | None,
+                       best_candidate: np.ndarray) -> tuple[dict, int, int]:
+    """Score the CMA mean on --eval-episodes real episodes (keeping it as the best-scored mean if it is); in dream
+    mode also the generation's best candidate on the same real episodes and the mean in as many dreams.
+    Returns the CSV columns, and the env and dream steps these scorings took."""
+    mean = np.asarray(state.es.mean)
+    seeds = episode_seeds(args.seed, Purpose.SELECTION, generation, args.eval_episodes)
+    scores, env_steps = evaluator.scores(mean, seeds, chunk=args.trials)
+    row = {"eval_mean": scores.mean(), "eval_std": scores.std()}
+    if scores.mean() > state.best_eval:
+        state.best_eval, state.best_eval_std = float(scores.mean()), float(scores.std())
+        state.best_eval_params, state.best_eval_generation = mean.copy(), generation
+    if dreamer is None:
+        return row, env_steps, 0
+    real_best, best_steps = evaluator.scores(best_candidate, seeds, chunk=args.trials)
+    dream_scores, dream_steps = dreamer.scores(mean, seeds)
+    return {**row, "real_best": real_best.mean(), "dream_eval_mean": dream_scores.mean()}, env_steps + best_steps, dream_steps
+
+
+def plot_fitness(run, dream: bool, scored: bool) -> None:
+    """plots/controller_fitness.png every generation; in dream mode, plots/controller_dream_vs_real.png after a
+    generation whose controllers were scored in both worlds."""
+    csv_path = run / "metrics" / "controller.csv"
+    if not dream:
+        plots.curves(csv_path, "generation", ["best", "mean", "worst", "eval_mean"], run / "plots" / "controller_fitness.png",
+                     "C: CMA-ES fitness (mean return per candidate)")
+        return
+    plots.curves(csv_path, "generation", ["best", "mean", "worst"], run / "plots" / "controller_fitness.png",
+                 "C in the dream: CMA-ES fitness (mean dream return per candidate)")
+    if scored:
+        plots.curves(csv_path, "generation", ["dream_eval_mean", "eval_mean", "real_best"],
+                     run / "plots" / "controller_dream_vs_real.png",
+                     "dream vs real: the CMA mean in M (dream_eval_mean) and in the env\n"
+                     "(eval_mean), the generation's best candidate in the env (real_best)")
+
+
+def save_controller(path, world: WorldModel, state: ESState, trained_in: str) -> None:
+    """controller.pt: ``params`` is the CMA mean that scored best on fresh real episodes (the current mean until
+    one has been scored); the current mean and the best candidate ever seen are kept beside it."""
+    scored = state.best_eval_generation > 0
+    params = state.best_eval_params if scored else np.asarray(state.es.mean)
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    checkpoint.save(path, {
+        "config": {"in_dim": world.controller_in, "out_dim": world.controller_out},
+        "params": as_tensor(params),
+        "params_from": f"CMA mean at generation {state.best_eval_generation if scored else state.generation}"
+                       + ("" if scored else " (not scored yet)"),
+        "score_mean": state.best_eval if scored else float("nan"),
+        "score_std": state.best_eval_std if scored else float("nan"),
+        "generation": state.generation,
+        "mean": as_tensor(state.es.mean),
+        "best_candidate": as_tensor(state.best_params),
+        "best_candidate_fitness": state.best_fitness,
+        "trained_in": trained_in,
+    })
+
+
+def evaluate(args, world: WorldModel) -> None:
+    ctrl = checkpoint.load(args.run / "controller.pt", "04_train_controller.py")
+    if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
+        raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
+                         f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
+    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                          args.backend, args.address)
+    try:
+        # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
+        seeds = episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate)
+        scores, _ = evaluator.scores(ctrl["params"].numpy(), seeds, args.trials)
+    finally:
+        evaluator.close()
+    result = {"episodes": args.evaluate, "mean": float(scores.mean()), "std": float(scores.std()),
+              "min": float(scores.min()), "max": float(scores.max()), "seed": args.seed, "steps": args.steps,
+              "params_from": ctrl["params_from"], "returns": scores.tolist()}
+    atomic_write_text(args.run / "controller_eval.json", json.dumps(result, indent=2))
+    print(f"controller score over {args.evaluate} episodes of at most {args.steps} steps: "
+          f"{scores.mean():.1f} ± {scores.std():.1f} (min {scores.min():.1f}, max {scores.max():.1f})")
+

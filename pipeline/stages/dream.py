@@ -1,0 +1,165 @@
+"""Stage 05: look inside the world model: V's reconstructions, M's dreams, real against dream, and report.html.
+
+    python 05_dream.py --env carracing [--temperature 1.15] [--dreams 4] [--steps 200]
+    python 05_dream.py --env carracing --play        # drive inside the dream with the keyboard (pygame window)
+
+Writes <run>/dreams/: reconstructions.png (real frames and V's reconstructions), latent_sweep.png (single
+latent dimensions swept), dream_<i>.gif (dreams from real frames, rolled forward by M alone at --temperature,
+driven by the trained controller when there is one, else by the collection policy; also .mp4 when ffmpeg is
+available), real_vs_dream.gif and real_vs_dream_error.png (one real episode and M's dream of the same
+actions), summary.json; then <run>/report.html, one self-contained page with the whole run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from data.frames import sample_frames
+from data.store import RolloutStore
+from envs.base import EnvUnavailable
+from models.vae import to_input
+from pipeline import checkpoint, play, plots, report
+from pipeline import device as devices
+from pipeline.agent import WorldModel
+from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, positive_int, stage_parser
+from pipeline.dream import Actor, StartFrames, begin, controller_actor, decode, dream, policy_actor, real_vs_dream
+from pipeline.errors import UsageError
+from pipeline.runconfig import atomic_write_text, load_config, save_stage_config
+from pipeline.seeding import Purpose, episode_seeds
+
+DEFAULT_STEPS = 200  # dream length when --steps is not given (or the env's episode length, if shorter)
+SWEEP = np.linspace(-3.0, 3.0, 9)  # latent values of the sweep: ±3 standard deviations of the prior
+RECON_FRAMES = 8
+KL_FRAMES = 32  # frames whose mean KL ranks the latent dimensions
+
+
+def parser() -> Parser:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--temperature", type=positive_float, default=1.15,
+                   help="M's sampling temperature τ (mixture logits / τ, noise × √τ)")
+    p.add_argument("--dreams", type=positive_int, default=4, help="dreams to roll out and save as GIFs")
+    p.add_argument("--steps", type=positive_int,
+                   help=f"length of each dream and of the real-against-dream episode (default: {DEFAULT_STEPS}, "
+                        "or the env's episode length if shorter)")
+    p.add_argument("--latent-dims", type=nonneg_int, default=4, help="latent dimensions swept in latent_sweep.png")
+    p.add_argument("--warmup", type=nonneg_int, default=0,
+                   help="real steps M reads before each dream starts (0: M starts from its initial state)")
+    p.add_argument("--device", choices=devices.CHOICES, default="auto", help="where V and M run (auto: CUDA when present)")
+    p.add_argument("--play", action="store_true",
+                   help="drive inside the dream with the keyboard in a pygame window instead of writing files")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
+    args = parse_stage_args(p, "dream", argv)
+    args.steps = args.steps or min(DEFAULT_STEPS, args.source.default_max_steps)
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
+    device = devices.resolve(args.device)
+    torch.manual_seed(args.seed)
+
+    world = WorldModel.load(args.run, args.env, args.state)
+    world.vae.to(device)
+    world.mdnrnn.to(device)
+    starts = StartFrames(args.run / "latents.h5", args.warmup)
+    if args.play:
+        print(play.HELP)
+        play.run(world, starts, args.temperature, args.seed)
+        return
+    refs = RolloutStore(args.data).require(args.env)
+    params, driver = load_controller(args, world)
+    params = None if params is None else params.to(device)
+    save_stage_config(args.run, "dream", args)
+    out = args.run / "dreams"
+    out.mkdir(parents=True, exist_ok=True)
+
+    summary = {"temperature": args.temperature, "mp4": report.mp4_writer() is not None}
+    summary["latent_sweep"] = show_v(world, refs, args, device)
+    summary["dreams"] = show_dreams(world, starts, make_actor(world, params, args, args.dreams), driver, args, device)
+    try:
+        summary["real_vs_dream"] = show_real_vs_dream(world, make_actor(world, params, args, 1), driver, args)
+    except EnvUnavailable as e:
+        summary["real_vs_dream_skipped"] = f"the real env cannot run here: {e}"
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    page = report.write(args.run)
+    print(f"dreams in {out}/; open {page} in a browser")
+
+
+def load_controller(args, world: WorldModel) -> tuple[torch.Tensor | None, str]:
+    """C's parameters (P,) from controller.pt and a description of who drives, or None and the collection policy."""
+    path = args.run / "controller.pt"
+    if not path.exists():
+        return None, f"the collection policy ({policy_kind(args)}; no controller.pt yet)"
+    ctrl = checkpoint.load(path, "04_train_controller.py")
+    if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
+        raise UsageError(f"{path} has {ctrl['config']} inputs/outputs, but V and M of this run give "
+                         f"{world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
+    return ctrl["params"].float(), f"the trained controller ({ctrl['params_from']})"
+
+
+def policy_kind(args) -> str:
+    return load_config(args.run).get("collect", {}).get("policy", "brownian")
+
+
+def make_actor(world: WorldModel, params: torch.Tensor | None, args, n: int) -> Actor:
+    """Who drives n episodes: C (params (P,) on the dream's device), or the collection policy without one."""
+    if params is None:
+        return policy_actor(world.source, policy_kind(args), n, args.seed)
+    return controller_actor(world, params.expand(n, -1))
+
+
+@torch.no_grad()
+def show_v(world: WorldModel, refs, args, device: torch.device) -> dict:
+    """reconstructions.png and latent_sweep.png; returns what the sweep shows."""
+    vae = world.vae
+    frames = sample_frames(refs, max(RECON_FRAMES, KL_FRAMES), args.seed)
+    mu, logvar = vae.encode(to_input(torch.from_numpy(frames).to(device)))
+    recon = decode(vae, mu[:RECON_FRAMES])
+    plots.image_rows([frames[:RECON_FRAMES], recon], ["real frames", "V: decode(encode(frame)), z = μ"],
+                     args.run / "dreams" / "reconstructions.png", "V: real frames and their reconstructions")
+    dims, kl = report.informative_dims(mu.cpu().numpy(), logvar.cpu().numpy(), min(args.latent_dims, vae.z_dim))
+    if len(dims):
+        rows = report.latent_sweep_rows(lambda z: decode(vae, torch.from_numpy(z).to(device)), mu[0].cpu().numpy(),
+                                        dims, SWEEP)
+        plots.image_rows(rows, [f"z[{d}]  (KL {kl[d]:.2f})" for d in dims], args.run / "dreams" / "latent_sweep.png",
+                         f"V: one frame's z, dimension d set to {SWEEP[0]:g} … {SWEEP[-1]:g}")
+    return {"dims": [int(d) for d in dims], "kl": [float(kl[d]) for d in dims], "low": SWEEP[0], "high": SWEEP[-1]}
+
+
+@torch.no_grad()
+def show_dreams(world: WorldModel, starts: StartFrames, actor: Actor, driver: str, args, device: torch.device) -> dict:
+    """dream_<i>.gif (and .mp4) for --dreams dreams from real frames, rolled out as one batch."""
+    begun = starts.draw(episode_seeds(args.seed, Purpose.DREAMS, 0, args.dreams))
+    z0, state = begin(world.mdnrnn, begun, device)
+    result = dream(world.mdnrnn, world.source, z0, state, actor, args.steps, args.temperature,
+                   torch.Generator(device).manual_seed(args.seed), record=True)
+    frames = decode(world.vae, result.z)  # (T+1, N, 64, 64, 3)
+    for old in (args.run / "dreams").glob("dream_*.*"):  # an earlier run's dreams, maybe more than --dreams
+        old.unlink()
+    for i in range(args.dreams):
+        n = int(result.lengths[i])
+        film = report.dream_film(frames[: n + 1, i], result.rewards[:n, i], result.done_prob[:n, i], f"dream {i}")
+        report.save_gif(film, args.run / "dreams" / f"dream_{i}.gif")
+        report.save_mp4(film, args.run / "dreams" / f"dream_{i}.mp4")
+    return {"driver": driver, "temperature": args.temperature, "steps": args.steps,
+            "returns": result.returns.tolist(), "lengths": result.lengths.tolist(),
+            "starts": [{"episode": int(e), "t": int(t)} for e, t in zip(begun.episode, begun.t)]}
+
+
+def show_real_vs_dream(world: WorldModel, actor: Actor, driver: str, args) -> dict:
+    """real_vs_dream.gif (real | dream, the error plot under them) and real_vs_dream_error.png."""
+    c = real_vs_dream(world, actor, args.seed, args.steps, args.temperature)
+    plot, columns = report.error_figure(c.error, c.floor, args.run / "dreams" / "real_vs_dream_error.png")
+    film = report.comparison_film(c.real, c.dream, plot, columns, args.temperature)
+    report.save_gif(film, args.run / "dreams" / "real_vs_dream.gif")
+    report.save_mp4(film, args.run / "dreams" / "real_vs_dream.mp4")
+    return {"seed": args.seed, "driver": driver, "steps": len(c.real) - 1, "real_return": float(c.real_rewards.sum()),
+            "dream_return": float(c.dream_rewards.sum()), "mean_error": float(c.error[1:].mean()),
+            "mean_floor": float(c.floor.mean()), "error": c.error.tolist(), "floor": c.floor.tolist()}
+

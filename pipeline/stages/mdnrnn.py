@@ -1,0 +1,210 @@
+"""Stage 03: encode every frame once with V, then train M (the MDN-RNN) on the latent sequences.
+
+    python 03_train_mdnrnn.py --env carracing --core lstm --epochs 20 --seq-len 999
+
+Writes <run>/latents.h5 (mu, logvar per frame; re-encoded only when V or the data changed),
+<run>/mdnrnn.pt (checkpoint with optimiser every epoch; re-running resumes), metrics/mdnrnn.csv (the
+losses and whatever the core reports, train and validation), plots/mdnrnn_loss.png and, for vsg and svsg,
+plots/mdnrnn_update_fraction.png.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data import latents as latent_data
+from data.frames import split
+from data.store import RolloutStore, read_episode
+from models.cores import CORES, core_options
+from models.mdnrnn import MDNRNN, MDNRNNConfig
+from models.vae import ConvVAE, to_input
+from pipeline import checkpoint, plots
+from pipeline import device as devices
+from pipeline.cli import (
+    Parser,
+    fraction,
+    learning_rate,
+    nonneg_float,
+    only_with,
+    parse_stage_args,
+    positive_float,
+    positive_int,
+    probability,
+    stage_parser,
+)
+from pipeline.errors import UsageError
+from pipeline.metrics import CsvLog
+from pipeline.runconfig import save_stage_config
+from pipeline.training import Averages, check_finite, check_weights, mdn_step, mdn_validate
+
+LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
+# Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
+CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
+
+
+def parser(description: str = __doc__.splitlines()[0]) -> Parser:
+    p = stage_parser(description)
+    p.add_argument("--core", choices=sorted(CORES), default="lstm",
+                   help="M's recurrent core: lstm (Ha), attention (LSTM + causal attention over a window), "
+                        "vsg (variational sparse gating), svsg (simple VSG: one sparsely gated stochastic state)")
+    defaults = {**core_options("attention"), **core_options("svsg")}
+    p.add_argument("--window", type=positive_int, default=defaults["window"],
+                   help="attention only: how many of its own last outputs (the current one included) each step "
+                        "attends to; the window travels in the state, so rollouts step through it")
+    p.add_argument("--kappa", type=probability, default=defaults["kappa"],
+                   help="vsg, svsg: prior probability κ that a state dimension is updated at a step; the "
+                        "sparsity loss pulls every gate probability towards it")
+    p.add_argument("--sparsity-scale", type=nonneg_float, default=defaults["sparsity_scale"],
+                   help="vsg, svsg: α in the sparsity loss α·max(KL(Bernoulli(p) ‖ Bernoulli(κ)), floor), the KL "
+                        "summed over state dims and averaged over batch × time")
+    p.add_argument("--sparsity-floor", type=nonneg_float, default=defaults["sparsity_floor"],
+                   help="vsg, svsg: the floor (nats per step) below which the sparsity KL is not penalised")
+    p.add_argument("--kl-scale", type=nonneg_float, default=defaults["kl_scale"],
+                   help="svsg only: β, the weight of KL(posterior ‖ prior) of the state, summed over the dims "
+                        "the gate updated")
+    p.add_argument("--kl-free", type=nonneg_float, default=defaults["kl_free"],
+                   help="svsg only: free nats; the masked KL per step is not penalised below this value")
+    p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training sequences")
+    p.add_argument("--batch", type=positive_int, default=100, help="sequences per batch")
+    p.add_argument("--seq-len", type=positive_int, default=999, help="steps per training sequence (teacher forcing)")
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate")
+    p.add_argument("--hidden", type=positive_int, default=256, help="size of the recurrent state")
+    p.add_argument("--mixtures", type=positive_int, default=5, help="Gaussian components per latent dimension")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient-norm clipping")
+    p.add_argument("--done-weight", type=positive_float, default=10.0, help="weight of done=1 steps in the done BCE")
+    p.add_argument("--val-fraction", type=fraction, default=0.05, help="share of episodes held out (by id)")
+    p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
+    p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
+    args = parse_stage_args(p, "mdnrnn", argv)
+    for name in CORE_FLAGS:
+        users = [core for core in sorted(CORES) if name in core_options(core)]
+        only_with(p, args, [f"--{name.replace('_', '-')}"], args.core in users, f"with --core {' or '.join(users)}")
+    return args
+
+
+def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Path | None = None) -> None:
+    """Train M of ``args.core`` into ``args.run``, on V at ``vae_path`` (default ``<run>/vae.pt``) and the frames
+    it encodes into ``latents_path`` (default ``<run>/latents.h5``); compare_cores shares one V and one encoding
+    among all its cores this way."""
+    vae_path = vae_path or args.run / "vae.pt"
+    latents_path = latents_path or args.run / "latents.h5"
+    # config.json records only the chosen core's options, and the paths of the V and latents it read.
+    options = {name: getattr(args, name) for name in core_options(args.core)}
+    args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in CORE_FLAGS},
+                              vae=vae_path, latents=latents_path)
+    device = devices.resolve(args.device)
+    torch.manual_seed(args.seed)
+
+    vae_state = checkpoint.load(vae_path, "02_train_vae.py")
+    refs = RolloutStore(args.data).require(args.env)
+    episodes = encode_latents(args, vae_state, refs, device)
+    train_refs, val_refs = split(refs, args.val_fraction)
+    val_ids = {r.id for r in val_refs}
+    train = [e for e in episodes if e.id not in val_ids]
+    val = [e for e in episodes if e.id in val_ids]
+
+    config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=episodes[0].actions.shape[1],
+                          hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
+    model = MDNRNN(config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    ckpt_path = args.run / "mdnrnn.pt"
+    progress = {"epoch": 0, "step": 0}
+    if ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, "03_train_mdnrnn.py")
+        saved, wanted = settings(state["config"]), settings(asdict(config))
+        # Options of a different core are not compared: the core itself already differs.
+        diff = ", ".join(f"{k} {saved[k]} (not {wanted[k]})" for k in saved if k in wanted and saved[k] != wanted[k])
+        if diff:
+            raise UsageError(f"{ckpt_path} was trained with {diff}: pass the same settings, or a new --run")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # the saved state would bring back the old --lr
+            group["lr"] = args.lr
+        progress = state["progress"]
+        print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
+    save_stage_config(args.run, "mdnrnn", args, z_dim=config.z_dim, action_dim=config.action_dim,
+                      core_options=options, train_episodes=len(train), val_episodes=len(val))
+
+    columns = [*LOSSES, *model.core.extras]
+    log = CsvLog(args.run / "metrics" / "mdnrnn.csv",
+                 ["epoch", "step", "train_seconds", *columns, *(f"val_{k}" for k in columns)],
+                 key="epoch", resume_after=progress["epoch"])
+    for epoch in range(progress["epoch"], args.epochs):
+        rng = np.random.default_rng([args.seed, epoch])
+        # The stochastic cores' noise too comes from (seed, epoch): a run resumed after a kill repeats the epoch exactly.
+        torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
+        windows = latent_data.windows(train, args.seq_len, rng)
+        order = rng.permutation(len(windows))
+        avg = Averages()
+        start = time.perf_counter()
+        for s in tqdm(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
+            picks = [windows[i] for i in order[s: s + args.batch]]
+            batch = latent_data.batch(train, picks, args.seq_len, rng)
+            terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
+            progress["step"] += 1
+            check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
+            avg.add(terms, int(batch["mask"].sum()))
+        train_seconds = time.perf_counter() - start  # the optimisation steps alone, for steps/s comparisons
+        row = avg.pop()
+        val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
+        log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
+                  **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
+        progress["epoch"] = epoch + 1
+        check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
+        checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress})
+        plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
+                     args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
+        shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""
+        if "update_fraction" in row:
+            plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["update_fraction", "val_update_fraction"],
+                         args.run / "plots" / "mdnrnn_update_fraction.png",
+                         f"M ({args.core}): share of state dims updated per step (prior κ = {options['kappa']})")
+            shown += f", update fraction {row['update_fraction']:.3f}"
+        print(f"epoch {epoch + 1}: nll {row['nll']:.3f}{shown}")
+    print(f"M trained for {progress['epoch']} epoch(s): {ckpt_path}")
+
+
+def settings(config: dict) -> dict:
+    """What a checkpoint's M must share with this run to resume it: sizes, core and the core's options."""
+    return {**{k: config[k] for k in ("z_dim", "action_dim", "hidden", "mixtures", "core")}, **config["core_options"]}
+
+
+@torch.no_grad()
+def encode_latents(args, vae_state: dict, refs, device: torch.device) -> list[latent_data.LatentEpisode]:
+    """Encode every stored frame once with V into <run>/latents.h5, unless it is already current."""
+    path = args.latents
+    fingerprint = str(vae_state.get("fingerprint", ""))
+    ids = np.array([r.id for r in refs])
+    attrs = latent_data.read_attrs(path)
+    if attrs.get("vae_fingerprint") == fingerprint and np.array_equal(attrs.get("episode_ids"), ids):
+        return latent_data.read(path)
+    vae = ConvVAE.from_state(vae_state).to(device).eval()
+
+    def encoded():
+        for ref in tqdm(refs, desc="encode frames with V", unit="ep"):
+            ep = read_episode(ref)
+            frames = torch.from_numpy(ep.observations)
+            mus, logvars = [], []
+            for s in range(0, len(frames), args.encode_batch):
+                mu, logvar = vae.encode(to_input(frames[s: s + args.encode_batch].to(device)))
+                mus.append(mu.float().cpu())
+                logvars.append(logvar.float().cpu())
+            yield latent_data.LatentEpisode(ep.id, torch.cat(mus).numpy(), torch.cat(logvars).numpy(),
+                                            args.source.encode_actions(ep.actions),
+                                            ep.rewards, ep.terminations)
+
+    latent_data.write(path, encoded(), {"vae_fingerprint": fingerprint, "episode_ids": ids,
+                                        "z_dim": vae.z_dim})
+    return latent_data.read(path)
+

@@ -1,0 +1,84 @@
+"""bench/doc_table.py: the bench's markdown table, and its replacement between the markers of a docs page.
+
+Loaded from its file (bench/ is a folder of scripts, not a package); it imports neither torch nor the project.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("doc_table", ROOT / "bench" / "doc_table.py")
+doc_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(doc_table)
+
+ROWS = [("stock env, 1 process", "149 env-steps/s", "1.00 (baseline)"),
+        ("fast env | pixel-identical", "585 env-steps/s", "3.92 × stock")]
+BEFORE = "# Page\n\nText above, kept.\n\n"
+AFTER = "\n\nText below,\nkept too.\n"
+
+
+def page(inner: str) -> str:
+    return f"{BEFORE}{doc_table.BEGIN}\n{inner}\n{doc_table.END}{AFTER}"
+
+
+def test_render_table_is_a_markdown_table_with_escaped_cells():
+    assert doc_table.render_table(ROWS).splitlines() == [
+        "| figure | rate | ratio |",
+        "|---|---|---|",
+        "| stock env, 1 process | 149 env-steps/s | 1.00 (baseline) |",
+        "| fast env \\| pixel-identical | 585 env-steps/s | 3.92 × stock |",
+    ]
+    assert doc_table.render_table([("a\nb", 1, 2.5)], header=("x", "y", "z")).splitlines()[-1] == "| a b | 1 | 2.5 |"
+    with pytest.raises(ValueError, match="2 cells"):
+        doc_table.render_table([("only", "two")])
+
+
+def test_the_table_replaces_what_was_between_the_markers_and_nothing_else(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    path.write_text(page("| old | table |\nstale note"), encoding="utf-8")
+    block = "Measured by `python bench/bench.py`.\n\n" + doc_table.render_table(ROWS)
+    doc_table.write_between_markers(path, block)
+    text = path.read_text(encoding="utf-8")
+    assert text == page(block)
+    assert text.startswith(BEFORE) and text.endswith(doc_table.END + AFTER)
+    assert "stale note" not in text and "| old | table |" not in text
+    doc_table.write_between_markers(path, block)  # a second run with the same figures changes nothing
+    assert path.read_text(encoding="utf-8") == text
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_docs_page_has_one_marker_pair_and_keeps_the_rest(tmp_path):
+    copy = tmp_path / "benchmarks.md"
+    shutil.copy(ROOT / "docs" / "benchmarks.md", copy)
+    original = copy.read_text(encoding="utf-8")
+    doc_table.write_between_markers(copy, doc_table.render_table(ROWS))
+    new = copy.read_text(encoding="utf-8")
+    head, tail = original.index(doc_table.BEGIN), original.index(doc_table.END)
+    assert new[: head + len(doc_table.BEGIN)] == original[: head + len(doc_table.BEGIN)]
+    assert new.endswith(original[tail:])
+    assert doc_table.render_table(ROWS) in new
+
+
+@pytest.mark.parametrize("text, found", [
+    ("# A page without markers\n", "found 0 and 0"),
+    (f"{doc_table.BEGIN}\nonly the beginning\n", "found 1 and 0"),
+    (f"{doc_table.BEGIN}\n{doc_table.END}\n{doc_table.BEGIN}\n{doc_table.END}\n", "found 2 and 2"),
+])
+def test_a_page_without_one_marker_pair_is_refused_and_left_alone(tmp_path, text, found):
+    path = tmp_path / "page.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(doc_table.MarkerError, match=found) as error:
+        doc_table.write_between_markers(path, "| a | b | c |")
+    assert str(path) in str(error.value) and doc_table.BEGIN in str(error.value)
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_markers_in_the_wrong_order_are_refused(tmp_path):
+    path = tmp_path / "page.md"
+    path.write_text(f"{doc_table.END}\n{doc_table.BEGIN}\n", encoding="utf-8")
+    with pytest.raises(doc_table.MarkerError, match="comes before"):
+        doc_table.write_between_markers(path, "x")
