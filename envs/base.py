@@ -6,12 +6,18 @@ The stages never import an environment directly: they ask the registry in ``envs
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
 
 from envs import policies
 from envs.policies import ExplorationPolicy
+
+
+def arrows(held: frozenset[str]) -> tuple[float, float, float, float]:
+    """Which arrow keys are held, as floats (1.0 held, 0.0 not): left, right, up, down."""
+    return tuple(float(k in held) for k in ("left", "right", "up", "down"))
 
 
 class EnvUnavailable(Exception):
@@ -34,6 +40,9 @@ class EnvSource(ABC):
     brownian_scale: float | np.ndarray = np.sqrt(1 / 50)
     # Emulators that allow one instance per process (stable-retro) set this to 1: episodes then run one by one.
     max_envs_per_process: int | None = None
+    # Discrete actions that are button presses: the buttons of each action (e.g. ["LEFT", "B"]). Keyboard play
+    # picks the action whose buttons match the held keys.
+    combos: Sequence[Sequence[str]] = ()
 
     @property
     def discrete(self) -> bool:
@@ -57,6 +66,44 @@ class EnvSource(ABC):
         if self.discrete:
             return int(np.argmax(out))
         raise NotImplementedError(f"{type(self).__name__} must map C's outputs to its Box actions")
+
+    @property
+    def keyboard_help(self) -> str:
+        """What the keys do when a person drives this source (``keyboard_action``), in words."""
+        if self.discrete:
+            buttons = "arrows (and space for B) pick the matching button combination, or " if self.combos else ""
+            last = min(9, self.action_dim)
+            return f"{buttons}1–{last} pick action 1–{last}"
+        return "←/→ move action dimension 0 to the ends of its range, ↑/↓ dimension 1; the rest stay at mid-range"
+
+    def keyboard_action(self, held: frozenset[str], last=None) -> np.ndarray | int:
+        """Held key names ("left", "right", "up", "down", "space", "1"…"9") → an action in the env's own space;
+        ``last`` is the action taken before (None at the start).
+
+        Discrete actions: a digit picks that action (1 = the first); else the action whose ``combos`` entry
+        (arrows, space = B) matches the held keys exactly; else the last action (the first at the start).
+        Box actions: ←/→ move dimension 0 and ↑/↓ dimension 1 to the ends of their ranges, the rest stay at
+        mid-range. Sources with their own bindings override this.
+        """
+        if self.discrete:
+            digits = sorted(int(k) for k in held if k.isdigit() and 1 <= int(k) <= self.action_dim)
+            if digits:
+                return digits[-1] - 1
+            buttons = {"left": "LEFT", "right": "RIGHT", "up": "UP", "down": "DOWN", "space": "B"}
+            pressed = {buttons[k] for k in held if k in buttons}
+            for i, combo in enumerate(self.combos):
+                if set(combo) == pressed:
+                    return i
+            return 0 if last is None else last
+        left, right, up, down = arrows(held)
+        low = self.action_space.low.astype(np.float32)
+        high = self.action_space.high.astype(np.float32)
+        action = (low + high) / 2
+        if left or right:
+            action[0] = low[0] if left else high[0]
+        if len(action) > 1 and (up or down):
+            action[1] = high[1] if up else low[1]
+        return action
 
     def exploration_policy(self, kind: str, rng: np.random.Generator) -> ExplorationPolicy:
         """The policy 01_collect.py plays: ``brownian`` (sticky for discrete actions) or ``random``."""

@@ -15,10 +15,11 @@ from gymnasium.envs.box2d import car_racing as _stock
 from PIL import Image
 from pygame import gfxdraw
 
-from envs.base import EnvSource
+from envs.base import EnvSource, arrows
 
 FRAME = 64
 CROP_ROWS = 84  # the top 84 of 96 rows: drops the dashboard
+BRAKE = 0.8  # keyboard play: Gymnasium's own keyboard play brakes at 0.8, as a full brake locks the wheels
 
 
 def crop_resize(obs: np.ndarray) -> np.ndarray:
@@ -319,6 +320,7 @@ class CarRacing(EnvSource):
     preprocessing = "crop top 84 rows, bilinear resize to 64x64, uint8"
     action_space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
     env_id = FAST_ID  # the bench sets "CarRacing-v3" on an instance to time the stock env in the same loop
+    keyboard_help = "←/→ steer, ↑ gas, ↓ brake"
 
     def make(self, max_steps: int) -> gym.Env:
         return gym.make(self.env_id, max_episode_steps=max_steps)
@@ -330,3 +332,8 @@ class CarRacing(EnvSource):
         """steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1) (Ha's mapping)."""
         out = np.asarray(out, dtype=np.float32)
         return np.array([out[0], (out[1] + 1.0) / 2.0, np.clip(out[2], 0.0, 1.0)], dtype=np.float32)
+
+    def keyboard_action(self, held: frozenset[str], last=None) -> np.ndarray:
+        """←/→ steer fully, ↑ full gas, ↓ brake at ``BRAKE``."""
+        left, right, up, down = arrows(held)
+        return np.array([right - left, up, BRAKE * down], dtype=np.float32)

@@ -52,7 +52,7 @@ import numpy as np
 import pymunk
 from PIL import Image, ImageDraw
 
-from envs.base import EnvSource
+from envs.base import EnvSource, arrows
 
 FRAME = 64
 SUPERSAMPLE = 2  # the view is drawn at 128×128 then box-averaged: smooth edges at almost no cost
@@ -412,6 +412,7 @@ class ShapeHerd(EnvSource):
     # push strength wanders too instead of staying at its first draw.
     brownian_scale = np.sqrt(1 / 50) * np.array([1.0, MAX_FORCE / 2])
     action_repeat = 4
+    keyboard_help = "arrows push the agent that way (diagonals too) at full force"
 
     def make(self, max_steps: int) -> gym.Env:
         """Episodes of ``max_steps`` env steps: the env's own physics limit is set to match, and a TimeLimit says so."""
@@ -429,3 +430,11 @@ class ShapeHerd(EnvSource):
         """tanh outputs (2,) in [-1, 1] → θ = (out0 + 1)·π, F = (out1 + 1)/2 · 400 (float32)."""
         out = np.clip(np.asarray(out, dtype=np.float32), -1.0, 1.0)
         return np.array([(out[0] + 1.0) * np.pi, (out[1] + 1.0) / 2.0 * MAX_FORCE], dtype=np.float32)
+
+    def keyboard_action(self, held: frozenset[str], last=None) -> np.ndarray:
+        """Arrows → θ pointing that way on screen (θ = π/2 pushes down), F at its maximum; no arrow: (0, 0)."""
+        left, right, up, down = arrows(held)
+        dx, dy = right - left, down - up
+        if dx == dy == 0:
+            return np.zeros(2, dtype=np.float32)
+        return np.array([math.atan2(dy, dx) % (2 * math.pi), self.action_space.high[1]], dtype=np.float32)

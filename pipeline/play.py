@@ -7,7 +7,6 @@ the loop with scripted events under SDL's dummy video driver (``SDL_VIDEODRIVER=
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,47 +20,14 @@ from pipeline.dream import DONE_THRESHOLD, StartFrames, begin, decode, step
 from pipeline.errors import UsageError
 from pipeline.seeding import Purpose, episode_seeds
 
-HELP = ("dream controls: CarRacing ←/→ steer, ↑ gas, ↓ brake; ShapeHerd: arrows push the agent that way at full "
-        "force; games with discrete actions: arrows (and space for B) pick the matching button combination, or "
-        "1–9 pick action 1–9; R: a new dream; Esc or closing the window: quit")
-
-BRAKE = 0.8  # Gymnasium's own keyboard play brakes at 0.8: a full brake locks the wheels
+HELP = ("dream controls: the arrow keys (and space, 1–9 where the env binds them) drive; the env's own bindings "
+        "are printed when the window opens; R: a new dream; Esc or closing the window: quit")
 
 
 def keyboard_action(source: envs.EnvSource, held: frozenset[str], last=None):
-    """Held key names ("left", "right", "up", "down", "space", "1"…"9") → an action in the env's own space.
-
-    Discrete actions: a digit picks that action (1 = the first); else the button combination (arrows, space
-    = B) of a retro game that matches the held keys exactly; else the last action. Box actions: CarRacing and
-    ShapeHerd have their own bindings; any other Box moves dimension 0 with ←/→ and dimension 1 with ↑/↓ to
-    the ends of their ranges, the rest at mid-range.
-    """
-    left, right, up, down = (float(k in held) for k in ("left", "right", "up", "down"))
-    if source.discrete:
-        digits = sorted(int(k) for k in held if k.isdigit() and 1 <= int(k) <= source.action_dim)
-        if digits:
-            return digits[-1] - 1
-        buttons = {"left": "LEFT", "right": "RIGHT", "up": "UP", "down": "DOWN", "space": "B"}
-        pressed = {buttons[k] for k in held if k in buttons}
-        for i, combo in enumerate(getattr(source, "combos", [])):
-            if set(combo) == pressed:
-                return i
-        return 0 if last is None else last
-    if source.name == "carracing":
-        return np.array([right - left, up, BRAKE * down], dtype=np.float32)
-    high = source.action_space.high.astype(np.float32)
-    if source.name == "shapeherd":
-        dx, dy = right - left, down - up  # θ = π/2 pushes down on screen
-        if dx == dy == 0:
-            return np.zeros(2, dtype=np.float32)
-        return np.array([math.atan2(dy, dx) % (2 * math.pi), high[1]], dtype=np.float32)
-    low = source.action_space.low.astype(np.float32)
-    action = (low + high) / 2
-    if left or right:
-        action[0] = low[0] if left else high[0]
-    if len(action) > 1 and (up or down):
-        action[1] = high[1] if up else low[1]
-    return action
+    """Held key names ("left", "right", "up", "down", "space", "1"…"9") → an action in the env's own space: the
+    source's own ``keyboard_action``."""
+    return source.keyboard_action(held, last)
 
 
 class DreamSession:
@@ -132,6 +98,7 @@ def run(world: WorldModel, starts: StartFrames, temperature: float, seed: int, s
             raise UsageError(f"--play cannot open a window ({e}): run it where there is a display "
                              "(SDL_VIDEODRIVER=dummy runs it without one, unseen)") from None
         pygame.display.set_caption(f"World Models dream: {world.source.name} (τ = {temperature:g})")
+        print(f"{world.source.name} keys: {world.source.keyboard_help}")
         font = pygame.font.Font(None, 22)
         clock = pygame.time.Clock()
         held: set[str] = set()
