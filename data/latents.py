@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from data.store import episode_key, new_h5
+from models.vae import sample_z
 
 
 @dataclass
@@ -99,7 +100,7 @@ def batch(episodes: list[LatentEpisode], picks: list[tuple[int, int]], seq_len: 
         rewards[j, :n] = ep.rewards[s: s + n]
         dones[j, :n] = ep.terminations[s: s + n]
         mask[j, :n] = 1
-    z = mu + rng.standard_normal(mu.shape, dtype=np.float32) * np.exp(0.5 * logvar)
+    z = sample_z(mu, logvar, rng.standard_normal(mu.shape, dtype=np.float32))
     t = torch.from_numpy
     return {"z": t(z[:, :-1]), "z_next": t(z[:, 1:]), "actions": t(actions), "rewards": t(rewards),
             "dones": t(dones), "mask": t(mask)}

@@ -6,7 +6,6 @@ runs N different controllers on N inputs at once, so many candidates step in loc
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def num_params(in_dim: int, out_dim: int) -> int:
@@ -20,19 +19,3 @@ def batched(params: torch.Tensor, x: torch.Tensor, out_dim: int) -> torch.Tensor
     b = params[:, out_dim * f:]
     return torch.tanh(torch.einsum("naf,nf->na", w, x) + b)
 
-
-class LinearController(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.in_dim, self.out_dim = in_dim, out_dim
-        self.linear = nn.Linear(in_dim, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, F) → actions (B, A) in [-1, 1]."""
-        return torch.tanh(self.linear(x))
-
-    def flat(self) -> torch.Tensor:
-        return nn.utils.parameters_to_vector(self.parameters()).detach()
-
-    def load_flat(self, params) -> None:
-        nn.utils.vector_to_parameters(torch.as_tensor(params, dtype=torch.float32), self.parameters())

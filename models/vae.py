@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,7 +53,7 @@ class ConvVAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        z = sample_z(mu, logvar, torch.randn_like(mu))
         return self.decode(z), mu, logvar
 
     def loss(self, x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict:
@@ -82,10 +83,11 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
     return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
-def sample_z(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z ~ N(mu, exp(logvar)), elementwise."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + eps * torch.exp(0.5 * logvar)
+def sample_z(mu, logvar, eps):
+    """z = mu + eps · exp(logvar / 2): V's sample of z ~ N(mu, exp(logvar)) for the standard-normal noise ``eps``
+    (torch tensors or numpy arrays alike, so that each caller keeps its own noise source)."""
+    std = torch.exp(0.5 * logvar) if isinstance(logvar, torch.Tensor) else np.exp(0.5 * logvar)
+    return mu + eps * std
 
 
 __all__ = ["ConvVAE", "VAEConfig", "sample_z", "to_frames", "to_input"]

@@ -15,7 +15,7 @@ import torch
 import envs
 from models.controller import batched, num_params
 from models.mdnrnn import MDNRNN
-from models.vae import ConvVAE, to_input
+from models.vae import ConvVAE, sample_z, to_input
 from pipeline import checkpoint
 from pipeline.errors import UsageError
 from pipeline.seeding import batch_seed
@@ -100,7 +100,7 @@ class Player:
         while alive.any():
             mu, logvar = w.vae.encode(to_input(torch.from_numpy(frames)))
             eps = torch.from_numpy(np.stack([g.standard_normal(mu.shape[1], dtype=np.float32) for g in noise]))
-            z = mu + eps * torch.exp(0.5 * logvar)
+            z = sample_z(mu, logvar, eps)
             out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)
             actions = [w.source.controller_action(o) for o in out.numpy()]
             for i in np.flatnonzero(alive):

@@ -15,9 +15,12 @@ import envs
 from data import atomic
 from data.store import StoreError
 from envs.base import EnvUnavailable
+from pipeline import runconfig
 from pipeline.errors import RunFailed, UsageError
 from pipeline.presets import PRESETS
 from pipeline.runconfig import load_config
+
+DEFAULT_ENV = "carracing"
 
 
 class Parser(argparse.ArgumentParser):
@@ -81,8 +84,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def stage_parser(description: str) -> Parser:
     p = Parser(description=description, formatter_class=HelpFormatter)
-    p.add_argument("--env", default="carracing", help=f"data source: {', '.join(envs.names())}")
-    p.add_argument("--data", type=Path, help="rollout folder (default: data/<env>)")
+    p.add_argument("--env", help=f"data source: {', '.join(envs.names())} (default: the one --run was trained on, "
+                                 f"else {DEFAULT_ENV})")
+    p.add_argument("--data", type=Path, help="rollout folder (default: the one --run was trained on, else data/<env>)")
     p.add_argument("--run", type=Path, help="run folder for checkpoints, metrics and plots (default: results/<env>)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed that makes the stage reproducible")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named smaller-scale settings (see pipeline/presets.py)")
@@ -97,10 +101,15 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
     if known.preset:
         parser.set_defaults(**PRESETS[known.preset].get(stage, {}))
     args = parser.parse_args(argv)
-    args.data = args.data or Path("data") / args.env.replace(":", "-")
+    # A run folder remembers what it was made from: a later stage given only --run finds its env, data and
+    # level there (flags given on the command line still win).
+    recorded = load_config(args.run) if args.run else {}
+    args.env = args.env or runconfig.recorded(recorded, "env") or DEFAULT_ENV
     args.run = args.run or Path("results") / args.env.replace(":", "-")
+    recorded = recorded or load_config(args.run)
+    args.data = args.data or runconfig.recorded(recorded, "data", Path) or Path("data") / args.env.replace(":", "-")
     if args.state is None and stage != "collect":
-        args.state = load_config(args.run).get("collect", {}).get("state")
+        args.state = recorded.get("collect", {}).get("state")
     try:
         args.source = envs.get(args.env, state=args.state)
     except KeyError as e:

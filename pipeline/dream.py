@@ -14,8 +14,6 @@ actors, so a real episode and a dream can be driven by the same actions.
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ import torch
 import envs
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, sample
-from models.vae import ConvVAE, to_frames, to_input
+from models.vae import ConvVAE, sample_z, to_frames, to_input
 from pipeline.agent import WorldModel
 from pipeline.errors import UsageError
 from pipeline.seeding import batch_seed
@@ -86,7 +84,7 @@ class StartFrames:
                 t = w + k - (int(self.cumulative[i - 1]) if i else 0)
                 g = f[self.keys[i]]
                 mu, logvar = g["mu"][t - w: t + 1], g["logvar"][t - w: t + 1]
-                z = mu + rng.standard_normal(mu.shape, dtype=np.float32) * np.exp(0.5 * logvar)
+                z = sample_z(mu, logvar, rng.standard_normal(mu.shape, dtype=np.float32))
                 zs.append(z[-1])
                 prefix_z.append(z[:-1])
                 prefix_a.append(g["actions"][t - w: t])
@@ -107,18 +105,11 @@ class DreamResult:
     z: torch.Tensor | None = None
     rewards: np.ndarray | None = None
     done_prob: np.ndarray | None = None
-    actions: list | None = None
 
     @property
     def steps(self) -> int:
         """Dream steps that counted (those of episodes still running)."""
         return int(self.lengths.sum())
-
-
-@functools.cache
-def _takes_dream_flag(kind: type) -> bool:
-    """Whether M's ``step`` knows ``dream=``: cores with a prior/posterior split run on the prior in a dream."""
-    return "dream" in inspect.signature(kind.step).parameters
 
 
 @torch.no_grad()
@@ -137,10 +128,7 @@ def step(m: MDNRNN, source: envs.EnvSource, z: torch.Tensor, state: tuple, actio
     """One dream step of N episodes: z (N, Z) and N env actions → M's predictions (float32), z_{t+1} (N, Z)
     sampled at τ, M's next state. ``observed``: z came from V (a real frame), not from M's own sample."""
     a = torch.from_numpy(source.encode_actions(source.stored_actions(actions))).to(z.device)
-    if _takes_dream_flag(type(m)):
-        out, state = m.step(z, a, state, dream=not observed)
-    else:
-        out, state = m.step(z, a, state)
+    out, state = m.step(z, a, state, dream=not observed)  # cores with a prior/posterior split dream on the prior
     out = MDNOutput(*(x.float() for x in out))
     return out, sample(out, temperature, generator), state
 
@@ -159,7 +147,7 @@ def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, act
     returns = torch.zeros(n, dtype=torch.float64, device=device)
     lengths = torch.zeros(n, dtype=torch.long, device=device)
     z = z0
-    trace: dict[str, list] = {"z": [z0], "rewards": [], "done_prob": [], "actions": []}
+    trace: dict[str, list] = {"z": [z0], "rewards": [], "done_prob": []}
     for t in range(steps):
         actions = actor(t, z, m.controller_features(state))
         # z_0 was observed (encoded from a real frame); every later z is M's own sample.
@@ -172,7 +160,6 @@ def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, act
             trace["z"].append(z)
             trace["rewards"].append(out.reward.cpu().numpy())
             trace["done_prob"].append(done_prob.cpu().numpy())
-            trace["actions"].append(actions)
         if until_done and not alive.any():
             break
     result = DreamResult(returns.cpu().numpy(), lengths.cpu().numpy())
@@ -180,7 +167,6 @@ def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, act
         result.z = torch.stack(trace["z"])
         result.rewards = np.array(trace["rewards"]).reshape(-1, n)
         result.done_prob = np.array(trace["done_prob"]).reshape(-1, n)
-        result.actions = trace["actions"]
     return result
 
 
@@ -284,7 +270,7 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
         for t in range(steps):
             mu, logvar = vae.encode(to_input(torch.tensor(frames[-1][None], device=device)))
             eps = torch.from_numpy(noise.standard_normal(mu.shape, dtype=np.float32)).to(device)
-            z = mu + eps * torch.exp(0.5 * logvar)
+            z = sample_z(mu, logvar, eps)
             action = actor(t, z, m.controller_features(state))[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             frames.append(source.preprocess(obs))
@@ -302,17 +288,15 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
 @dataclass
 class Comparison:
     """One real episode and M's open-loop dream of the same actions from the same first frame, (T+1, ...) each:
-    real, dream and recon (V's reconstruction of each real frame, z = mu) frames (64, 64, 3) uint8; error and
-    floor: mean squared error per pixel (in [0, 1] units) of dream and of recon against the real frame."""
+    real and dream frames (64, 64, 3) uint8; error and floor: mean squared error per pixel (in [0, 1] units)
+    against the real frame of the dream and of V's reconstruction of the real frame (z = mu)."""
 
     real: np.ndarray
     dream: np.ndarray
-    recon: np.ndarray
     error: np.ndarray
     floor: np.ndarray
     real_rewards: np.ndarray  # (T,)
     dream_rewards: np.ndarray  # (T,) M's reward head
-    done_prob: np.ndarray  # (T,)
 
 
 @torch.no_grad()
@@ -324,7 +308,7 @@ def real_vs_dream(world: WorldModel, actor: Actor, seed: int, steps: int, temper
     real = torch.from_numpy(episode.frames).to(device)
     mu, logvar = (torch.cat(x) for x in zip(*(vae.encode(to_input(real[s: s + 256])) for s in range(0, len(real), 256))))
     generator = torch.Generator(device).manual_seed(seed)
-    z0 = mu[:1] + torch.randn(mu[:1].shape, generator=generator, device=device) * torch.exp(0.5 * logvar[:1])
+    z0 = sample_z(mu[:1], logvar[:1], torch.randn(mu[:1].shape, generator=generator, device=device))
     result = dream(m, world.source, z0, m.initial_state(1, device), scripted_actor(episode.actions), len(episode.actions),
                    temperature, generator, record=True, until_done=False)
     dreamed, recon = decode(vae, result.z[:, 0]), decode(vae, mu)
@@ -333,8 +317,7 @@ def real_vs_dream(world: WorldModel, actor: Actor, seed: int, steps: int, temper
         diff = (frames.astype(np.float32) - episode.frames.astype(np.float32)) / 255.0
         return (diff ** 2).mean(axis=(1, 2, 3))
 
-    return Comparison(episode.frames, dreamed, recon, mse(dreamed), mse(recon), episode.rewards,
-                      result.rewards[:, 0], result.done_prob[:, 0])
+    return Comparison(episode.frames, dreamed, mse(dreamed), mse(recon), episode.rewards, result.rewards[:, 0])
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """One worker pool for the stages whose work spreads over processes: 01's episodes and 04's evaluations.
 
 A pool keeps ``workers`` workers. Each is an object ``factory(*init_args)``, built once in its own process
-(``LocalPool``: a local process; ``pipeline.ray_backend.RayPool``: a Ray actor), and ``run(calls)`` makes
+(``LocalPool``: a local process; ``RayPool``: a Ray actor), and ``run(calls)`` makes
 the calls ``(method, args)`` on whichever worker is free, returning the results in call order. The stages
 only build the calls; where they run changes nothing, because a call's result depends only on its
 arguments.
@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
+from pipeline import ray_backend
 from pipeline.errors import UsageError, WorkerError
 
 Call = tuple[str, tuple]
@@ -205,11 +206,57 @@ class LocalPool(SlotPool):
         self.procs, self.conns = {}, {}
 
 
+class RayPool(SlotPool):
+    """The worker pool (``pipeline.pool``) on Ray actors, one CPU each: the same calls, the same rules for dead
+    and hung workers; ``ray.kill`` ends a hung actor."""
+
+    def __init__(self, factory, init_args: tuple, workers: int, timeout: float, retries: int, what: str,
+                 address: str | None):
+        self.ray = ray_backend.start(address, workers)
+        self.actor = self.ray.remote(num_cpus=1)(factory)
+        self.init_args = init_args
+        self.actors: dict[int, object] = {}
+        self.running: dict = {}  # ObjectRef → slot
+        super().__init__(workers, timeout, retries, what)
+
+    def _start(self, a: int) -> None:
+        self.actors[a] = self.actor.remote(*self.init_args)
+
+    def _submit(self, a: int, call) -> None:
+        method, args = call
+        self.running[getattr(self.actors[a], method).remote(*args)] = a
+
+    def _wait(self, busy: list[int], timeout: float) -> list[tuple[int, str, object]]:
+        ray = self.ray
+        ready, _ = ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        events = []
+        for ref in ready:
+            a = self.running.pop(ref)
+            try:
+                events.append((a, "ok", ray.get(ref)))
+            except ray.exceptions.RayActorError:
+                events.append((a, "died", None))
+            except ray.exceptions.RayTaskError as e:
+                events.append((a, "failed", str(e).strip().splitlines()[-1]))
+        return events
+
+    def _kill(self, a: int) -> None:
+        for ref, slot in list(self.running.items()):
+            if slot == a:
+                del self.running[ref]
+        self.ray.kill(self.actors.pop(a), no_restart=True)
+
+    def close(self) -> None:
+        for actor in self.actors.values():
+            self.ray.kill(actor, no_restart=True)
+        self.actors, self.running = {}, {}
+        ray_backend.stop()
+
+
 def make(backend: str, factory: Callable, init_args: tuple, workers: int, timeout: float, what: str,
          address: str | None = None, retries: int = 3) -> Pool:
     """The pool of ``--backend``: Ray actors (``ray``), or local processes (one worker: this process)."""
     if backend == "ray":
-        from pipeline.ray_backend import RayPool
         return RayPool(factory, init_args, workers, timeout, retries, what, address)
     if backend != "local":
         raise UsageError(f"--backend {backend}: choose local or ray")

@@ -1,4 +1,4 @@
-"""``--backend ray``: stage 01's episodes and stage 04's candidate evaluations as Ray actors.
+"""``--backend ray``: connecting to Ray (``pipeline.pool.RayPool`` runs the workers as actors).
 
 Ray is optional (``pip install 'ray>=2.9'``). Without ``--address`` a local Ray instance is started with one
 CPU per worker; with it the stage joins that cluster (``ray start --head`` on one machine, ``ray start
@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import UsageError
-from pipeline.pool import SlotPool
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run outputs and anything large stay behind; .gitignore (which Ray also honours) already names data/ and results/.
@@ -72,50 +71,3 @@ def stop() -> None:
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
-
-
-class RayPool(SlotPool):
-    """The worker pool (``pipeline.pool``) on Ray actors, one CPU each: the same calls, the same rules for dead
-    and hung workers; ``ray.kill`` ends a hung actor."""
-
-    def __init__(self, factory, init_args: tuple, workers: int, timeout: float, retries: int, what: str,
-                 address: str | None):
-        self.ray = start(address, workers)
-        self.actor = self.ray.remote(num_cpus=1)(factory)
-        self.init_args = init_args
-        self.actors: dict[int, object] = {}
-        self.running: dict = {}  # ObjectRef → slot
-        super().__init__(workers, timeout, retries, what)
-
-    def _start(self, a: int) -> None:
-        self.actors[a] = self.actor.remote(*self.init_args)
-
-    def _submit(self, a: int, call) -> None:
-        method, args = call
-        self.running[getattr(self.actors[a], method).remote(*args)] = a
-
-    def _wait(self, busy: list[int], timeout: float) -> list[tuple[int, str, object]]:
-        ray = self.ray
-        ready, _ = ray.wait(list(self.running), num_returns=1, timeout=timeout)
-        events = []
-        for ref in ready:
-            a = self.running.pop(ref)
-            try:
-                events.append((a, "ok", ray.get(ref)))
-            except ray.exceptions.RayActorError:
-                events.append((a, "died", None))
-            except ray.exceptions.RayTaskError as e:
-                events.append((a, "failed", str(e).strip().splitlines()[-1]))
-        return events
-
-    def _kill(self, a: int) -> None:
-        for ref, slot in list(self.running.items()):
-            if slot == a:
-                del self.running[ref]
-        self.ray.kill(self.actors.pop(a), no_restart=True)
-
-    def close(self) -> None:
-        for actor in self.actors.values():
-            self.ray.kill(actor, no_restart=True)
-        self.actors, self.running = {}, {}
-        stop()

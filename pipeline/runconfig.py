@@ -32,6 +32,25 @@ def load_config(run: Path) -> dict:
     return config
 
 
+# The stages in pipeline order: a setting is looked up in the latest stage that recorded it.
+STAGES = ("collect", "vae", "mdnrnn", "controller", "dream")
+
+
+def recorded(config: dict, key: str, kind=None):
+    """The value of setting ``key`` that the latest stage of ``config`` recorded (None if none did), as ``kind``."""
+    for stage in reversed(STAGES):
+        value = config.get(stage, {}).get(key)
+        if value is not None:
+            return kind(value) if kind else value
+    return None
+
+
+def latents_path(run: Path) -> Path:
+    """The latents.h5 that M of ``run`` was trained on (compare_cores' cores share their parent run's)."""
+    path = load_config(run).get("mdnrnn", {}).get("latents")
+    return Path(path) if path else run / "latents.h5"
+
+
 def save_stage_config(run: Path, stage: str, args: argparse.Namespace, **extra) -> dict:
     """Record the stage's resolved settings under ``config.json[stage]``; returns that entry."""
     run.mkdir(parents=True, exist_ok=True)

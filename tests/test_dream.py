@@ -91,7 +91,7 @@ class ScriptedM(torch.nn.Module):
     def controller_features(self, state):
         return state[0][:, None]
 
-    def step(self, z, a, state):
+    def step(self, z, a, state, dream=False):
         t = state[0]
         n = len(z)
         done_logit = torch.where(t == self.done_at, 10.0, -10.0)
@@ -130,10 +130,11 @@ def test_dreams_with_discrete_actions(tmp_path):
 # -- 05: files, the page, the keyboard demo --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dreamed(tiny_run, tmp_path_factory) -> dict:
-    """05 run once on a copy of the tiny run (with its controller); the run folder and 05's output."""
+    """05 run once on a copy of the tiny run (with its controller); the run folder and 05's output. Given only
+    --run, 05 finds the env and the data folder the run was trained on in its config.json."""
     run = tmp_path_factory.mktemp("dream") / "run"
     shutil.copytree(tiny_run["run"], run)
-    out = run_stage("05_dream.py", "--data", tiny_run["data"], "--run", run, "--steps", "20", "--dreams", "2",
+    out = run_stage("05_dream.py", "--run", run, "--steps", "20", "--dreams", "2",
                     "--latent-dims", "2", "--device", "cpu")
     return {"run": run, "out": out}
 

@@ -45,7 +45,7 @@ from pipeline.dream import DreamPlayer
 from pipeline.errors import RunFailed, UsageError
 from pipeline.evolution import ESState, Evaluator, Scoring
 from pipeline.metrics import CsvLog
-from pipeline.runconfig import atomic_write_text, save_stage_config
+from pipeline.runconfig import atomic_write_text, latents_path, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
 # One header for both modes, so a run can switch between them and resume. best/mean/worst: fitness where C
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> None:
                          "or delete it to start over")
     dreamer = None
     if args.train_in == "dream":
-        dreamer = DreamPlayer(world, args.run / "latents.h5", args.steps, args.temperature,
+        dreamer = DreamPlayer(world, latents_path(args.run), args.steps, args.temperature,
                               devices.resolve(args.device), args.warmup)
     save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
                       controller_out=world.controller_out)

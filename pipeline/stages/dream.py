@@ -27,7 +27,7 @@ from pipeline.agent import WorldModel
 from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, positive_int, stage_parser
 from pipeline.dream import Actor, StartFrames, begin, controller_actor, decode, dream, policy_actor, real_vs_dream
 from pipeline.errors import UsageError
-from pipeline.runconfig import atomic_write_text, load_config, save_stage_config
+from pipeline.runconfig import atomic_write_text, latents_path, load_config, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
 DEFAULT_STEPS = 200  # dream length when --steps is not given (or the env's episode length, if shorter)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     world = WorldModel.load(args.run, args.env, args.state)
     world.vae.to(device)
     world.mdnrnn.to(device)
-    starts = StartFrames(args.run / "latents.h5", args.warmup)
+    starts = StartFrames(latents_path(args.run), args.warmup)
     if args.play:
         print(play.HELP)
         play.run(world, starts, args.temperature, args.seed)
