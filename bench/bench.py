@@ -40,7 +40,7 @@ import envs  # noqa: E402
 from data import latents as latent_data  # noqa: E402
 from data.frames import FrameBlocks, load_frames  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo  # noqa: E402
-from envs.carracing import FastCarRacing  # noqa: E402
+from envs.fast_carracing import FastCarRacing  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402

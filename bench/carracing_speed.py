@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 
-from envs.carracing import FastCarRacing  # noqa: E402
+from envs.fast_carracing import FastCarRacing  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 
 ZOOM_STEPS = 50  # the first second (t < 1) zooms in: far more, smaller polygons on screen

@@ -14,8 +14,8 @@ import pytest
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing
 
 import envs
-import envs.carracing as fast_module
-from envs.carracing import FastCarRacing
+import envs.fast_carracing as fast_module
+from envs.fast_carracing import FastCarRacing
 
 
 def brownian_driver(seed: int, steps: int) -> list[np.ndarray]:
