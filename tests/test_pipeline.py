@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,6 +18,23 @@ from data.store import RolloutStore
 def rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def copy_run(tiny_run, dest: Path) -> list:
+    """A copy of the tiny run's folder for a test that writes into its run: the shared ``tiny_run`` stays as the
+    stages left it, whatever order the tests run in. V (52 MB, only read) is linked, not copied. The paths its
+    config.json recorded inside the run folder are moved to the copy, as if the stages had run there. Returns the
+    --data/--run flags (the rollouts are only read)."""
+    source = tiny_run["run"]
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("vae.pt"))
+    (dest / "vae.pt").symlink_to(source / "vae.pt")
+    config = json.loads((dest / "config.json").read_text())
+    for settings in config.values():
+        for name, value in settings.items():
+            if isinstance(value, str) and (value == str(source) or value.startswith(f"{source}/")):
+                settings[name] = str(dest) + value[len(str(source)):]
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    return ["--data", tiny_run["data"], "--run", dest]
 
 
 def test_collect_wrote_complete_episodes(tiny_run):
@@ -117,14 +136,16 @@ def test_help_documents_every_flag(script):
         assert entry and len(entry.group(0).split()) > 2, flag
 
 
-def test_controller_resumes_after_the_last_generation(tiny_run):
-    out = run_stage("04_train_controller.py", *tiny_run["folders"], *TINY["controller"][:-6],
+def test_controller_resumes_after_the_last_generation(tiny_run, tmp_path):
+    folders = copy_run(tiny_run, tmp_path / "run")
+    out = run_stage("04_train_controller.py", *folders, *TINY["controller"][:-6],
                     "--generations", "3", "--eval-every", "5", "--eval-episodes", "2")
     assert "resuming" in out.stdout and "generation 2" in out.stdout
-    log = rows(tiny_run["run"] / "metrics" / "controller.csv")
+    log = rows(tmp_path / "run" / "metrics" / "controller.csv")
     assert [r["generation"] for r in log] == ["1", "2", "3"]
 
 
-def test_evaluation_is_reproducible_and_independent_of_workers(tiny_run):
-    a = run_stage("04_train_controller.py", *tiny_run["folders"], "--steps", "30", "--workers", "1", "--evaluate", "3")
+def test_evaluation_is_reproducible_and_independent_of_workers(tiny_run, tmp_path):
+    folders = copy_run(tiny_run, tmp_path / "run")  # --evaluate writes controller_eval.json into the run
+    a = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "1", "--evaluate", "3")
     assert a.stdout.strip().splitlines()[-1] == tiny_run["evaluate"].stdout.strip().splitlines()[-1]
