@@ -13,6 +13,7 @@ places; ``recover()`` resolves that by dropping the staged copy, so no episode i
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -61,6 +62,7 @@ class EpisodeRef:
     path: Path
     id: int
     length: int
+    seed: int = -1  # the episode's env and policy seed (-1: not known)
 
     @property
     def key(self) -> str:
@@ -180,7 +182,7 @@ class RolloutStore:
                         f"{path}: {key}/observations must be (T+1, 64, 64, 3) uint8 frames: move the file "
                         f"out of {self.root} and re-run 01_collect.py"
                     )
-                refs.append(EpisodeRef(path, int(g.attrs["id"]), int(g.attrs["total_steps"])))
+                refs.append(EpisodeRef(path, int(g.attrs["id"]), int(g.attrs["total_steps"]), int(g.attrs.get("seed", -1))))
             return dict(f.attrs), refs
 
     def index(self) -> list[EpisodeRef]:
@@ -255,3 +257,14 @@ class RolloutStore:
             else:
                 leftover.append(p)
         self.pack(leftover, info)
+
+
+def index_hash(refs: list[EpisodeRef], attrs: dict) -> str:
+    """A digest of what a dataset holds: every episode's id, length and seed, and the folder's collection
+    settings (``attrs`` of its shards). A file derived from the dataset is current only while this is unchanged."""
+    h = hashlib.sha256()
+    for key in ("env_name", "collect_seed", "policy", "max_steps", "state", "preprocessing"):
+        value = attrs.get(key)
+        h.update(f"{key}={value.item() if hasattr(value, 'item') else value};".encode())
+    h.update(np.array([(r.id, r.length, r.seed) for r in refs], dtype=np.int64).tobytes())
+    return h.hexdigest()

@@ -28,6 +28,7 @@ class WorldModel:
     source: envs.EnvSource
     vae: ConvVAE
     mdnrnn: MDNRNN
+    vae_fingerprint: str | None = None  # the weights hash of V (checkpoint.weights_hash); None: not checked
 
     @classmethod
     def load(cls, run: Path, env: str, state: str | None = None) -> WorldModel:
@@ -42,7 +43,16 @@ class WorldModel:
         if m_state["config"]["action_dim"] != source.action_dim:
             raise UsageError(f"{run / 'mdnrnn.pt'} was trained on {m_state['config']['action_dim']} action inputs but "
                              f"--env {env} has {source.action_dim}: pass the --env it was trained on, or another --run")
-        return cls(source, ConvVAE.from_state(vae_state).eval(), MDNRNN.from_state(m_state).eval())
+        fingerprint = checkpoint.weights_hash(vae_state["model"])
+        if m_state.get("vae_fingerprint", fingerprint) != fingerprint:
+            raise UsageError(f"{run / 'mdnrnn.pt'} was trained on the codes of another V than {run / 'vae.pt'} "
+                             "(retrained since?): run 03_train_mdnrnn.py again on this V")
+        return cls(source, ConvVAE.from_state(vae_state).eval(), MDNRNN.from_state(m_state).eval(), fingerprint)
+
+    def fingerprint(self) -> str:
+        """A digest of V's and M's weights: what a controller evolved on them is tied to."""
+        return checkpoint.weights_hash({**{f"vae.{k}": v for k, v in self.vae.state_dict().items()},
+                                        **{f"mdnrnn.{k}": v for k, v in self.mdnrnn.state_dict().items()}})
 
     @property
     def controller_in(self) -> int:

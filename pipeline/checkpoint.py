@@ -5,6 +5,7 @@ rebuild its module under ``"config"``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import zipfile
@@ -39,3 +40,13 @@ def load(path: Path, made_by: str) -> dict:
     if weights and not torch.stack([torch.isfinite(t).all() for t in weights]).all():
         raise UsageError(f"{path} holds NaN or infinite weights: delete it and run {made_by} again (with a lower --lr)")
     return payload
+
+
+def weights_hash(model_state: dict) -> str:
+    """A digest of a model's weights (its state dict): equal exactly when every tensor is equal, bit for bit."""
+    h = hashlib.sha256()
+    for name in sorted(model_state):
+        tensor = model_state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()

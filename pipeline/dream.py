@@ -60,23 +60,40 @@ class StartFrames:
     sampled from the stored mu and logvar with the same generator.
     """
 
-    def __init__(self, path: Path, warmup: int = 0):
+    def __init__(self, path: Path, warmup: int = 0, vae_fingerprint: str | None = None):
+        """``vae_fingerprint``: the weights hash of the V that dreams decode with; latents encoded by another V
+        (retrained since) are refused."""
         if not path.exists():
             raise UsageError(f"{path} not found: run 03_train_mdnrnn.py first (it encodes every frame into it)")
         self.path, self.warmup = path, warmup
-        with h5py.File(path, "r") as f:
-            self.keys = list(f.keys())
-            lengths = np.array([f[k]["actions"].shape[0] for k in self.keys])
+        with self._open() as f:
+            if vae_fingerprint is not None and f.attrs.get("vae_fingerprint") != vae_fingerprint:
+                raise UsageError(f"{path} was encoded by another V than this run's vae.pt (retrained since?): run "
+                                 "03_train_mdnrnn.py again, which re-encodes the frames and retrains M on them")
+            try:
+                self.keys = list(f.keys())
+                lengths = np.array([f[k]["actions"].shape[0] for k in self.keys])
+            except (KeyError, OSError):
+                raise self._damaged() from None
         # Row i of the pool holds frames t = W … T−1 of episode i: max(0, T − W) of them.
         self.cumulative = np.cumsum(np.maximum(lengths - warmup, 0))
         if not len(self.keys) or self.cumulative[-1] == 0:
             raise UsageError(f"{path} has no episode longer than --warmup {warmup} steps: lower --warmup")
 
+    def _damaged(self) -> UsageError:
+        return UsageError(f"{self.path} is truncated or damaged: delete it and run 03_train_mdnrnn.py again")
+
+    def _open(self) -> h5py.File:
+        try:
+            return h5py.File(self.path, "r")
+        except OSError:
+            raise self._damaged() from None
+
     def draw(self, seeds: Sequence[int]) -> Starts:
         """One start per seed: z (N, Z), prefix_z (N, W, Z), prefix_actions (N, W, A)."""
         zs, prefix_z, prefix_a, episode, times = [], [], [], [], []
         w = self.warmup
-        with h5py.File(self.path, "r") as f:
+        with self._open() as f:
             for seed in seeds:
                 rng = np.random.default_rng(int(seed))
                 k = int(rng.integers(self.cumulative[-1]))
@@ -213,7 +230,7 @@ class DreamPlayer:
                  device: torch.device, warmup: int = 0):
         self.world, self.max_steps, self.temperature, self.device = world, max_steps, temperature, device
         self.m = copy.deepcopy(world.mdnrnn).to(device).eval()
-        self.starts = StartFrames(latents, warmup)
+        self.starts = StartFrames(latents, warmup, world.vae_fingerprint)
 
     def play_starts(self, params: np.ndarray, starts: Starts, seed: int) -> DreamResult:
         """params (N, P), one controller per start → the batch's ``DreamResult``. ``seed`` seeds M's sampling

@@ -85,11 +85,13 @@ class ESState:
     """What a resumed run needs: the ES (with its own random generator), the generation count, the best
     candidate seen so far and the best-scoring CMA mean."""
 
-    def __init__(self, dim: int, sigma: float, pop: int, seed: int):
+    def __init__(self, dim: int, sigma: float, pop: int, seed: int, world: str | None = None):
+        """``world``: the fingerprint of the V and M the controllers are evolved on (``WorldModel.fingerprint``)."""
         # Mirrored sampling (pycma's default below 6) would add injected candidates: keep exactly `pop`.
         self.es = cma.CMAEvolutionStrategy(
             np.zeros(dim), sigma,
             {"popsize": pop, "randn": cma_normal(seed), "seed": np.nan, "verbose": -9, "CMA_mirrors": 0})
+        self.world = world
         self.generation = 0
         self.best_fitness = -np.inf
         self.best_params = np.zeros(dim)
@@ -101,7 +103,7 @@ class ESState:
         write_bytes(path, pickle.dumps(self))
 
     @staticmethod
-    def load(path: Path, dim: int) -> ESState:
+    def load(path: Path, dim: int, world: str | None = None) -> ESState:
         try:
             state = pickle.loads(path.read_bytes())
         except Exception:
@@ -112,4 +114,7 @@ class ESState:
         if state.es.N != dim:
             raise UsageError(f"{path} evolves {state.es.N} parameters but this run's controller has {dim}: "
                              "pass the same --run as before, or delete it to start over")
+        if world is not None and getattr(state, "world", world) != world:
+            raise UsageError(f"{path} was evolved on another V and M than this run's (retrained since?): delete it to "
+                             "evolve C on the current ones, or restore the vae.pt and mdnrnn.pt it was evolved on")
         return state

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from data import atomic
@@ -47,8 +48,36 @@ def recorded(config: dict, key: str, kind=None):
 
 def latents_path(run: Path) -> Path:
     """The latents.h5 that M of ``run`` was trained on (compare_cores' cores share their parent run's)."""
-    path = load_config(run).get("mdnrnn", {}).get("latents")
-    return Path(path) if path else run / "latents.h5"
+    path = load_config(run).get("mdnrnn", {}).get("latents")  # relative to the run folder
+    return Path(os.path.normpath(run / path)) if path else run / "latents.h5"
+
+
+def _same(recorded, value) -> bool:
+    if isinstance(value, Path):
+        return Path(recorded).resolve() == value.resolve()
+    return recorded == value
+
+
+# Where things are, not what they are: a run or dataset may be moved or copied and still resume. What the data
+# holds is compared instead, through the ``dataset`` digest the stages record (data.store.index_hash).
+_LOCATIONS = {"preset", "source", "run", "data", "vae", "latents"}
+
+
+def check_resume(run: Path, stage: str, args: argparse.Namespace, may_change: set[str], **derived) -> None:
+    """Resuming ``stage`` of ``run`` with other settings than it started with would mix results of different
+    meaning: every setting outside ``may_change``, and every ``derived`` value (e.g. ``dataset``), must equal the
+    one recorded, or it is one line naming the flag and its recorded value."""
+    recorded = load_config(run).get(stage, {})
+    for name, value in {**vars(args), **derived}.items():
+        if name in may_change or name in _LOCATIONS or name not in recorded:
+            continue
+        if not _same(recorded[name], value):
+            if name in derived:
+                raise UsageError(f"{run} was trained on other {name} contents than --data {args.data} holds now: pass "
+                                 "the data it was trained on, or a new --run to start over")
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{run} was started with {flag} {recorded[name]}, not {value}: pass {flag} "
+                             f"{recorded[name]} to resume it, or a new --run to start over")
 
 
 def save_stage_config(run: Path, stage: str, args: argparse.Namespace, **extra) -> dict:

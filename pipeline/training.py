@@ -1,14 +1,17 @@
 """One optimisation step and one validation pass for V and for M, shared by the stages and bench/."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from data import latents as latent_data
 from models import mdnrnn as mdn
 from models.vae import ConvVAE, to_input
+from pipeline import checkpoint
 from pipeline.device import autocast
 from pipeline.errors import RunFailed
 
@@ -108,3 +111,19 @@ def mdn_validate(model: mdn.MDNRNN, episodes: list[latent_data.LatentEpisode], s
             avg.add(mdn_terms(model, b, device, done_weight), int(b["mask"].sum()))
     model.train()
     return avg.pop()
+
+
+def resume(path: Path, made_by: str, model: nn.Module, opt: torch.optim.Optimizer, lr: float,
+           check: Callable[[dict], None] = lambda state: None) -> dict | None:
+    """Stages 02 and 03 resume the same way: if ``path`` holds a checkpoint (``check`` may refuse it), load the
+    model and the optimiser from it, with the learning rate set to ``lr`` (the saved optimiser state would
+    bring back the old one), and return its progress; None when there is nothing to resume."""
+    if not path.exists():
+        return None
+    state = checkpoint.load(path, made_by)
+    check(state)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return state["progress"]

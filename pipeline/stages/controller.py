@@ -45,13 +45,18 @@ from pipeline.dream import DreamPlayer
 from pipeline.errors import RunFailed, UsageError
 from pipeline.evolution import ESState, Evaluator, Scoring
 from pipeline.metrics import CsvLog
-from pipeline.runconfig import atomic_write_text, latents_path, save_stage_config
+from pipeline.runconfig import atomic_write_text, check_resume, latents_path, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
 # One header for both modes, so a run can switch between them and resume. best/mean/worst: fitness where C
 # trains (M's dream on rows with dream_steps > 0, else the real env); eval_mean/eval_std: the CMA mean in the
 # real env; dream_eval_mean: the CMA mean in the dream; real_best: the generation's best candidate in
 # the real env (the last two in dream mode only).
+# What may differ when a run resumes: how long, where and how it is watched, and where candidates are scored
+# (a run may switch between the env and the dream), and how the CMA mean is scored for selection; not the ES or
+# the episodes candidates play.
+MAY_CHANGE = {"generations", "workers", "backend", "address", "task_timeout", "eval_every", "eval_episodes", "evaluate",
+              "train_in", "temperature", "real_every", "warmup", "device"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
 
@@ -107,12 +112,18 @@ def run(args: argparse.Namespace) -> None:
         return
     dim = world.num_params
     es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
-    state = ESState.load(es_path, dim) if es_path.exists() else ESState(dim, args.sigma, args.pop, args.seed)
-    if state.generation:
+    if es_path.exists():
+        check_resume(args.run, "controller", args, MAY_CHANGE)
+        state = ESState.load(es_path, dim, world.fingerprint())
         print(f"resuming from {es_path}: generation {state.generation}")
+    else:
+        state = ESState(dim, args.sigma, args.pop, args.seed, world.fingerprint())
     if state.es.popsize != args.pop:
         raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
                          "or delete it to start over")
+    if args.generations < state.generation:
+        raise UsageError(f"--generations {args.generations} is below the {state.generation} generations {args.run} "
+                         f"already evolved: pass --generations {state.generation + 1} or more to continue")
     dreamer = None
     if args.train_in == "dream":
         dreamer = DreamPlayer(world, latents_path(args.run), args.steps, args.temperature,

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     world = WorldModel.load(args.run, args.env, args.state)
     world.vae.to(device)
     world.mdnrnn.to(device)
-    starts = StartFrames(latents_path(args.run), args.warmup)
+    starts = StartFrames(latents_path(args.run), args.warmup, world.vae_fingerprint)
     if args.play:
         print(play.HELP)
         play.run(world, starts, args.temperature, args.seed)

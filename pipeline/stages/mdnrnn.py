@@ -10,6 +10,7 @@ plots/mdnrnn_update_fraction.png.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from data import latents as latent_data
 from data.frames import split
-from data.store import RolloutStore, read_episode
+from data.store import RolloutStore, index_hash, read_episode
 from models.cores import CORES, core_options
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, to_input
@@ -40,9 +41,11 @@ from pipeline.cli import (
 )
 from pipeline.errors import UsageError
 from pipeline.metrics import CsvLog
-from pipeline.runconfig import save_stage_config
-from pipeline.training import Averages, check_finite, check_weights, mdn_step, mdn_validate
+from pipeline.runconfig import check_resume, save_stage_config
+from pipeline.training import Averages, check_finite, check_weights, mdn_step, mdn_validate, resume
 
+# What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
+MAY_CHANGE = {"epochs", "lr", "encode_batch", "device"}
 LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
 # Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
 CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
@@ -101,13 +104,24 @@ def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Pa
     latents_path = latents_path or args.run / "latents.h5"
     # config.json records only the chosen core's options, and the paths of the V and latents it read.
     options = {name: getattr(args, name) for name in core_options(args.core)}
+    # Recorded relative to the run folder, so that a run moved or copied with its parent still finds them.
     args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in CORE_FLAGS},
-                              vae=vae_path, latents=latents_path)
+                              vae=vae_path, latents=Path(os.path.relpath(latents_path, args.run)))
     device = devices.resolve(args.device)
     torch.manual_seed(args.seed)
 
     vae_state = checkpoint.load(vae_path, "02_train_vae.py")
+    vae_fingerprint = checkpoint.weights_hash(vae_state["model"])
     refs = RolloutStore(args.data).require(args.env)
+    dataset = index_hash(refs, RolloutStore(args.data).attrs())
+    ckpt_path = args.run / "mdnrnn.pt"
+    saved = None
+    if ckpt_path.exists():  # refused before any work: nothing is re-encoded for a run that cannot resume
+        check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
+        saved = checkpoint.load(ckpt_path, "03_train_mdnrnn.py")
+        if saved.get("vae_fingerprint", vae_fingerprint) != vae_fingerprint:
+            raise UsageError(f"{ckpt_path} was trained on the codes of another V than {vae_path} (retrained since?): "
+                             "delete it to train M on this V, or pass a new --run")
     episodes = encode_latents(args, vae_state, refs, device)
     train_refs, val_refs = split(refs, args.val_fraction)
     val_ids = {r.id for r in val_refs}
@@ -118,22 +132,21 @@ def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Pa
                           hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
     model = MDNRNN(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    ckpt_path = args.run / "mdnrnn.pt"
     progress = {"epoch": 0, "step": 0}
-    if ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, "03_train_mdnrnn.py")
+
+    def same_model(state: dict) -> None:
         saved, wanted = settings(state["config"]), settings(asdict(config))
         # Options of a different core are not compared: the core itself already differs.
         diff = ", ".join(f"{k} {saved[k]} (not {wanted[k]})" for k in saved if k in wanted and saved[k] != wanted[k])
         if diff:
             raise UsageError(f"{ckpt_path} was trained with {diff}: pass the same settings, or a new --run")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:  # the saved state would bring back the old --lr
-            group["lr"] = args.lr
-        progress = state["progress"]
+
+    resumed = resume(ckpt_path, "03_train_mdnrnn.py", model, opt, args.lr, same_model)
+    if resumed:
+        progress = resumed
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
-    save_stage_config(args.run, "mdnrnn", args, z_dim=config.z_dim, action_dim=config.action_dim,
+    save_stage_config(args.run, "mdnrnn", args, dataset=dataset,
+                      z_dim=config.z_dim, action_dim=config.action_dim,
                       core_options=options, train_episodes=len(train), val_episodes=len(val))
 
     columns = [*LOSSES, *model.core.extras]
@@ -162,7 +175,8 @@ def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Pa
                   **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
         progress["epoch"] = epoch + 1
         check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
-        checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress})
+        checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress,
+                                    "vae_fingerprint": vae_fingerprint})
         plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
                      args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
         shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""
@@ -183,11 +197,13 @@ def settings(config: dict) -> dict:
 @torch.no_grad()
 def encode_latents(args, vae_state: dict, refs, device: torch.device) -> list[latent_data.LatentEpisode]:
     """Encode every stored frame once with V into <run>/latents.h5, unless it is already current."""
-    path = args.latents
-    fingerprint = str(vae_state.get("fingerprint", ""))
+    path = Path(os.path.normpath(args.run / args.latents))
+    # Keyed by exactly what it is derived from: V's weights and the dataset's episodes.
+    fingerprint = checkpoint.weights_hash(vae_state["model"])
+    dataset = index_hash(refs, RolloutStore(args.data).attrs())
     ids = np.array([r.id for r in refs])
     attrs = latent_data.read_attrs(path)
-    if attrs.get("vae_fingerprint") == fingerprint and np.array_equal(attrs.get("episode_ids"), ids):
+    if attrs.get("vae_fingerprint") == fingerprint and attrs.get("dataset") == dataset:
         return latent_data.read(path)
     vae = ConvVAE.from_state(vae_state).to(device).eval()
 
@@ -204,7 +220,7 @@ def encode_latents(args, vae_state: dict, refs, device: torch.device) -> list[la
                                             args.source.encode_actions(ep.actions),
                                             ep.rewards, ep.terminations)
 
-    latent_data.write(path, encoded(), {"vae_fingerprint": fingerprint, "episode_ids": ids,
+    latent_data.write(path, encoded(), {"vae_fingerprint": fingerprint, "dataset": dataset, "episode_ids": ids,
                                         "z_dim": vae.z_dim})
     return latent_data.read(path)
 

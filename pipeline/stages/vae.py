@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.frames import FrameBlocks, frames_bytes, load_frames, sample_frames, split
-from data.store import RolloutStore
+from data.store import RolloutStore, index_hash
 from models.vae import ConvVAE, VAEConfig, to_frames, to_input
 from pipeline import checkpoint, plots
 from pipeline import device as devices
@@ -34,9 +34,12 @@ from pipeline.cli import (
 )
 from pipeline.errors import UsageError
 from pipeline.metrics import CsvLog
-from pipeline.runconfig import save_stage_config
-from pipeline.training import Averages, check_finite, check_weights, vae_step, vae_validate
+from pipeline.runconfig import check_resume, save_stage_config
+from pipeline.training import Averages, check_finite, check_weights, resume, vae_step, vae_validate
 
+# What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
+MAY_CHANGE = {"epochs", "lr", "loader_workers", "frames_in_memory", "log_every", "checkpoint_minutes", "device",
+              "val_frames"}
 FIELDS = ["step", "epoch", "frames", "loss", "recon", "kl", "val_loss", "val_recon", "val_kl"]
 
 
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
 
     refs = RolloutStore(args.data).require(args.env)
+    dataset = index_hash(refs, RolloutStore(args.data).attrs())
     train, val = split(refs, args.val_fraction)
     ckpt_path = args.run / "vae.pt"
     vae = ConvVAE(VAEConfig(args.z_dim, args.kl_tolerance)).to(device)
@@ -80,24 +84,24 @@ def run(args: argparse.Namespace) -> None:
         vae = vae.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
     progress = {"epoch": 0, "step": 0, "frames": 0, "blocks_done": []}
-    if ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, "02_train_vae.py")
+    def same_z(state: dict) -> None:
         if state["config"]["z_dim"] != args.z_dim:
             raise UsageError(f"{ckpt_path} has --z-dim {state['config']['z_dim']}, not {args.z_dim}: "
                              "pass the same --z-dim, or a new --run")
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:  # the saved state would bring back the old --lr
-            group["lr"] = args.lr
-        progress = state["progress"]
+
+    if ckpt_path.exists():
+        check_resume(args.run, "vae", args, MAY_CHANGE, dataset=dataset)
+    resumed = resume(ckpt_path, "02_train_vae.py", vae, opt, args.lr, same_z)
+    if resumed:
+        progress = resumed
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}, step {progress['step']}")
-    save_stage_config(args.run, "vae", args, train_episodes=len(train), val_episodes=len(val))
+    save_stage_config(args.run, "vae", args, train_episodes=len(train), val_episodes=len(val), dataset=dataset)
 
     def save() -> None:
         check_weights(vae, f"step {progress['step']}")
         checkpoint.save(ckpt_path, {**vae.state(), "optimizer": opt.state_dict(),
                                     "progress": {**progress, "blocks_done": sorted(progress["blocks_done"])},
-                                    "fingerprint": f"{progress['epoch']}.{progress['step']}"})
+                                    "fingerprint": checkpoint.weights_hash(vae.state_dict())})
 
     log = CsvLog(args.run / "metrics" / "vae.csv", FIELDS, key="step", resume_after=progress["step"])
     grid = torch.from_numpy(sample_frames(val or train, 8, args.seed))
