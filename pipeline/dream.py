@@ -270,6 +270,7 @@ class RealEpisode:
     frames: np.ndarray  # (T+1, 64, 64, 3) uint8
     actions: list  # T env actions
     rewards: np.ndarray  # (T,)
+    observations: list  # T+1 of the env's own observations (CarRacing: 96×96×3), as a person sees the episode
 
 
 @torch.no_grad()
@@ -282,7 +283,7 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
     try:
         obs, _ = env.reset(seed=seed)
         noise = np.random.default_rng(seed)
-        frames, actions, rewards = [source.preprocess(obs)], [], []
+        frames, actions, rewards, observations = [source.preprocess(obs)], [], [], [obs]
         state = m.initial_state(1, device)
         for t in range(steps):
             mu, logvar = vae.encode(to_input(torch.tensor(frames[-1][None], device=device)))
@@ -291,6 +292,7 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
             action = actor(t, z, m.controller_features(state))[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             frames.append(source.preprocess(obs))
+            observations.append(obs)
             actions.append(action)
             rewards.append(reward)
             a = torch.from_numpy(source.encode_actions(source.stored_actions([action]))).to(device)
@@ -299,7 +301,7 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
                 break
     finally:
         env.close()
-    return RealEpisode(np.stack(frames), actions, np.asarray(rewards, dtype=np.float32))
+    return RealEpisode(np.stack(frames), actions, np.asarray(rewards, dtype=np.float32), observations)
 
 
 @dataclass

@@ -32,6 +32,32 @@ def curves(csv_path: Path, x: str, ys: list[str], out: Path, title: str, logy: b
     save(fig, out)
 
 
+def score_vs_budget(csv_path: Path, out: Path, title: str) -> None:
+    """The CMA mean's real-env score (mean ± std of its periodic scorings) and the population's mean fitness
+    against what they cost: cumulative env steps (left) and cumulative wall time (right), from controller.csv."""
+    rows = metrics.read(csv_path)
+    steps = np.cumsum([r.get("env_steps", 0) for r in rows])
+    hours = np.cumsum([r.get("seconds", 0.0) for r in rows]) / 3600
+    scored = [i for i, r in enumerate(rows) if np.isfinite(r.get("eval_mean", np.nan))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, x, label in ((axes[0], steps, "real env steps (all of them: training and scoring)"),
+                         (axes[1], hours, "wall time (hours)")):
+        ax.plot(x, [r.get("mean", np.nan) for r in rows], color="tab:gray", lw=0.8, label="population mean fitness")
+        if scored:
+            mean = np.array([rows[i]["eval_mean"] for i in scored])
+            std = np.array([rows[i].get("eval_std", 0.0) for i in scored])
+            ax.errorbar(x[scored], mean, yerr=std, marker="o", capsize=3, color="tab:blue",
+                        label="CMA mean: real-env score ± std")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("return")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    save(fig, out)
+
+
 def save(fig, out: Path, dpi: int = 100) -> None:
     """Write ``fig`` as a PNG atomically (an interrupted write never replaces the last good figure), and close it."""
     with atomic(out) as tmp:

@@ -355,6 +355,11 @@ def build(run: Path) -> str:
 
     s.append("<h2>Real against dream</h2>")
     comparison = summary.get("real_vs_dream")
+    driving = summary.get("driving")
+    if (dreams_dir / "driving.gif").exists() and driving:
+        s.append(f"<h2>The controller driving</h2><p>One whole real episode ({driving['steps']} steps, return "
+                 f"{driving['return']:.1f}, episode seed {driving['seed']}), every {driving.get('every', 1)}th frame.</p>")
+        s.append(_img(dreams_dir / "driving.gif", "the controller in the real env", 2 * 96, pixelated=True))
     if (dreams_dir / "real_vs_dream.gif").exists() and comparison:
         s.append(f"<p>One real episode (seed {comparison['seed']}, driven by {html.escape(comparison['driver'])}) and M's "
                  f"open-loop dream of the same actions from the same first frame. Real return "

@@ -18,7 +18,7 @@ from conftest import run_stage
 from data import latents as latent_data
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig
 from models.vae import ConvVAE, VAEConfig
-from pipeline import play
+from pipeline import play, report
 from pipeline.agent import WorldModel
 from pipeline.dream import DreamPlayer, StartFrames, dream, scripted_actor
 
@@ -159,7 +159,9 @@ def test_05_writes_every_output(dreamed):
     page = (run / "report.html").read_text()
     assert "Content-Security-Policy" in page
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # self-contained: no external requests
-    assert page.count("data:image/gif;base64,") == 3
+    assert page.count("data:image/gif;base64,") == 4  # 2 dreams, real vs dream, the controller driving
+    driving = summary["driving"]
+    assert driving["steps"] == 30 and Image.open(run / "dreams" / "driving.gif").size == (192, 192 + report.CAPTION_PX)
 
 
 def test_report_opens_in_headless_chromium(dreamed, tmp_path):

@@ -188,6 +188,9 @@ def plot_fitness(run, dream: bool, scored: bool) -> None:
     """plots/controller_fitness.png every generation; in dream mode, plots/controller_dream_vs_real.png after a
     generation whose controllers were scored in both worlds."""
     csv_path = run / "metrics" / "controller.csv"
+    if scored:
+        plots.score_vs_budget(csv_path, run / "plots" / "controller_score.png",
+                              "C's real-env score against what it cost")
     if not dream:
         plots.curves(csv_path, "generation", ["best", "mean", "worst", "eval_mean"], run / "plots" / "controller_fitness.png",
                      "C: CMA-ES fitness (mean return per candidate)")

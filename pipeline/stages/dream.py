@@ -25,7 +25,17 @@ from pipeline import checkpoint, play, plots, report
 from pipeline import device as devices
 from pipeline.agent import WorldModel
 from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, positive_int, stage_parser
-from pipeline.dream import Actor, StartFrames, begin, controller_actor, decode, dream, policy_actor, real_vs_dream
+from pipeline.dream import (
+    Actor,
+    StartFrames,
+    begin,
+    controller_actor,
+    decode,
+    dream,
+    play_real,
+    policy_actor,
+    real_vs_dream,
+)
 from pipeline.errors import UsageError
 from pipeline.runconfig import atomic_write_text, latents_path, load_config, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
@@ -33,6 +43,7 @@ from pipeline.seeding import Purpose, episode_seeds
 DEFAULT_STEPS = 200  # dream length when --steps is not given (or the env's episode length, if shorter)
 SWEEP = np.linspace(-3.0, 3.0, 9)  # latent values of the sweep: ±3 standard deviations of the prior
 RECON_FRAMES = 8
+DRIVE_EVERY = 3  # driving.gif keeps every 3rd step: about 17 frames per second of the env's 50
 KL_FRAMES = 32  # frames whose mean KL ranks the latent dimensions
 
 
@@ -84,11 +95,27 @@ def run(args: argparse.Namespace) -> None:
     summary["dreams"] = show_dreams(world, starts, make_actor(world, params, args, args.dreams), driver, args, device)
     try:
         summary["real_vs_dream"] = show_real_vs_dream(world, make_actor(world, params, args, 1), driver, args)
+        if params is not None:
+            summary["driving"] = show_driving(world, make_actor(world, params, args, 1), args)
     except EnvUnavailable as e:
         summary["real_vs_dream_skipped"] = f"the real env cannot run here: {e}"
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     page = report.write(args.run)
     print(f"dreams in {out}/; open {page} in a browser")
+
+
+def show_driving(world: WorldModel, actor: Actor, args) -> dict:
+    """driving.gif: the controller playing one whole real episode (as long as 04 plays them), in the env's own
+    frames, every ``DRIVE_EVERY``-th step, with the return so far."""
+    steps = load_config(args.run).get("controller", {}).get("steps") or world.source.default_max_steps
+    seed = episode_seeds(args.seed, Purpose.DREAMS, 1, 1)[0]
+    episode = play_real(world, actor, seed, steps)
+    returns = np.concatenate([[0.0], np.cumsum(episode.rewards)])
+    shown = range(0, len(episode.observations), DRIVE_EVERY)
+    film = [report.captioned(report.upscale(np.asarray(episode.observations[t])[None], 2)[0],
+                             f"t {t}  return {returns[t]:+.1f}") for t in shown]
+    report.save_gif(film, args.run / "dreams" / "driving.gif", fps=max(1, 50 // DRIVE_EVERY))
+    return {"seed": seed, "steps": len(episode.rewards), "return": float(returns[-1]), "every": DRIVE_EVERY}
 
 
 def load_controller(args, world: WorldModel) -> tuple[torch.Tensor | None, str]:
