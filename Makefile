@@ -7,8 +7,10 @@ RUN := results/demo-carracing
 DEMO := --env carracing --preset demo --data data/demo-carracing --run $(RUN)
 
 DREAM_RUN := results/demo-carracing-dream
+DRIVER_RUN := results/driver-carracing
+DRIVER := --env carracing --preset driver --data data/driver-carracing --run $(DRIVER_RUN)
 
-.PHONY: venv demo dream-demo play test bench clean-demo
+.PHONY: venv demo dream-demo driver play test test-fast bench clean-demo
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +42,29 @@ dream-demo: demo
 	$(PY) 04_train_controller.py $(DEMO) --run $(DREAM_RUN) --evaluate 16
 	$(PY) 05_dream.py $(DEMO) --run $(DREAM_RUN)
 
+# The CarRacing driver recipe from nothing (about 2.5 h on a 2-core CPU): collect, V, M, C in the real env, then
+# the score over 100 fresh episodes (seeds no choice was made on), the dreams and the report.
+driver: venv
+	$(PY) 01_collect.py $(DRIVER)
+	$(PY) 02_train_vae.py $(DRIVER)
+	$(PY) 03_train_mdnrnn.py $(DRIVER)
+	$(PY) 04_train_controller.py $(DRIVER)
+	$(PY) 04_train_controller.py $(DRIVER) --evaluate 100
+	$(PY) 05_dream.py $(DRIVER)
+	@echo "results: $(DRIVER_RUN)/ (open report.html; controller_eval.json has the 100 returns)"
+
 # Drive the car inside the demo run's dream with the arrow keys (needs a display).
 play: venv
 	$(PY) 05_dream.py $(DEMO) --play
 
 test: venv $(VENV)/.ray-installed
 	$(PY) -m pytest -q tests
+
+# The unit-level tests (no stage run end to end): a couple of minutes, for quick iterations.
+FAST_TESTS := test_bench_table test_cores test_docs_links test_evolution test_fast_carracing test_latents test_models \
+	test_play_keys test_pool test_runconfig test_shapeherd test_store
+test-fast: venv
+	$(PY) -m pytest -q $(addprefix tests/,$(addsuffix .py,$(FAST_TESTS)))
 
 bench: venv
 	$(PY) bench/bench.py
