@@ -46,3 +46,23 @@ def test_episode_seeds_are_deterministic_and_distinct_per_purpose():
     assert episode_seeds(0, 0, 1, 4) == episode_seeds(0, 0, 1, 4)
     seen = {s for purpose in range(3) for g in range(5) for s in episode_seeds(0, purpose, g, 8)}
     assert len(seen) == 3 * 5 * 8
+
+
+def test_cma_es_draws_from_its_own_generator_not_numpys_global_one():
+    """Whatever else draws from numpy's global generator between generations, the ES samples the same."""
+    straight = run(ESState(dim=6, sigma=0.1, pop=8, seed=3), 10)
+    state = ESState(dim=6, sigma=0.1, pop=8, seed=3)
+    disturbed = []
+    for g in range(10):
+        np.random.seed(1000 + g)
+        np.random.standard_normal(50)
+        disturbed += run(state, 1)
+    np.testing.assert_array_equal(np.array(disturbed), np.array(straight))
+
+
+def test_seed_purposes_are_named_and_disjoint():
+    from pipeline.seeding import Purpose
+    assert [p.name for p in Purpose] == ["TRIALS", "SELECTION", "EVALUATE", "DREAMS"]
+    selection = set(episode_seeds(0, Purpose.SELECTION, 0, 100))
+    scoring = set(episode_seeds(0, Purpose.EVALUATE, 0, 100))
+    assert not selection & scoring  # a reported score is never on seeds a choice was made on
