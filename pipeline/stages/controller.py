@@ -27,14 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import checkpoint, plots
+from pipeline import checkpoint, cli, lock, plots
 from pipeline import device as devices
 from pipeline.agent import WorldModel
 from pipeline.cli import (
     Parser,
     add_backend_flags,
     check_backend_flags,
-    nonneg_int,
     only_with,
     parse_stage_args,
     positive_float,
@@ -63,19 +62,19 @@ FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std
 
 def parser() -> Parser:
     p = stage_parser(__doc__.splitlines()[0])
-    p.add_argument("--pop", type=positive_int, default=64, help="CMA-ES population size")
-    p.add_argument("--trials", type=positive_int, default=16, help="episodes per candidate; fitness = mean return")
+    p.add_argument("--pop", type=cli.episodes, default=64, help="CMA-ES population size")
+    p.add_argument("--trials", type=cli.episodes, default=16, help="episodes per candidate; fitness = mean return")
     p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size (x0 = 0)")
     p.add_argument("--generations", type=positive_int, default=1800, help="generations to evolve in total")
-    p.add_argument("--steps", type=positive_int, help="cap on an episode's length (default: the env's)")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="evaluation processes")
-    p.add_argument("--patience", type=nonneg_int, default=0,
+    p.add_argument("--steps", type=cli.steps, help="cap on an episode's length (default: the env's)")
+    p.add_argument("--workers", type=cli.workers, default=os.cpu_count(), help="evaluation processes")
+    p.add_argument("--patience", type=cli.nonneg_int_up_to(cli.MAX_STEPS), default=0,
                    help="real-env training only: stop a candidate's episode after this many steps in a row without a "
                         "positive reward, charging each step it had left the reward of its last step (0: play every "
                         "episode out); periodic scorings and --evaluate always play full episodes")
     p.add_argument("--eval-every", type=positive_int, default=25, help="generations between scorings of the CMA mean")
-    p.add_argument("--eval-episodes", type=positive_int, default=1024, help="episodes per scoring of the CMA mean")
-    p.add_argument("--evaluate", type=nonneg_int, default=0, metavar="N",
+    p.add_argument("--eval-episodes", type=cli.episodes, default=1024, help="episodes per scoring of the CMA mean")
+    p.add_argument("--evaluate", type=cli.nonneg_int_up_to(cli.MAX_EPISODES), default=0, metavar="N",
                    help="only score the saved controller on N fresh episodes (fixed seeds) and print mean ± std")
     p.add_argument("--in", dest="train_in", choices=["env", "dream"], default="env",
                    help="where candidates are scored: the real env, or M's dream (fitness from M's reward head)")
@@ -84,7 +83,7 @@ def parser() -> Parser:
     p.add_argument("--real-every", type=positive_int,
                    help="dream mode: generations between real-env scorings of the best candidate and the CMA mean "
                         "(default: --eval-every)")
-    p.add_argument("--warmup", type=nonneg_int, default=0,
+    p.add_argument("--warmup", type=cli.nonneg_int_up_to(cli.MAX_STEPS), default=0,
                    help="dream mode: real steps M reads before each dream starts (0: M starts from its initial state)")
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
                    help="dream mode: where M and C run (auto: CUDA when present)")
@@ -104,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Evolve C (or, with --evaluate, score it) in --run, which this process holds throughout (``pipeline.lock``)."""
+    with lock.hold(args.run, "--run"):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
 
     world = WorldModel.load(args.run, args.env, args.state)  # fails early, with the script to run, if V or M is missing
@@ -113,14 +118,14 @@ def run(args: argparse.Namespace) -> None:
     dim = world.num_params
     es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
     if es_path.exists():
-        check_resume(args.run, "controller", args, MAY_CHANGE)
         state = ESState.load(es_path, dim, world.fingerprint())
+        if state.es.popsize != args.pop:
+            raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
+                             "or delete it to start over")
+        check_resume(args.run, "controller", args, MAY_CHANGE)
         print(f"resuming from {es_path}: generation {state.generation}")
     else:
         state = ESState(dim, args.sigma, args.pop, args.seed, world.fingerprint())
-    if state.es.popsize != args.pop:
-        raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
-                         "or delete it to start over")
     if args.generations < state.generation:
         raise UsageError(f"--generations {args.generations} is below the {state.generation} generations {args.run} "
                          f"already evolved: pass --generations {state.generation + 1} or more to continue")
@@ -128,13 +133,14 @@ def run(args: argparse.Namespace) -> None:
     if args.train_in == "dream":
         dreamer = DreamPlayer(world, latents_path(args.run), args.steps, args.temperature,
                               devices.resolve(args.device), args.warmup)
+    # The metrics are checked (and rows past the ES state dropped) before anything else is written.
+    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
     save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
                       controller_out=world.controller_out)
-    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
-    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                          args.backend, args.address)
     every = (args.real_every or args.eval_every) if dreamer else args.eval_every
-    try:
+    # Left by an exception (Ctrl-C, SIGTERM, a failed run), the workers are ended at once.
+    with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                   args.backend, args.address) as evaluator:
         for generation in tqdm(range(state.generation + 1, args.generations + 1), initial=state.generation,
                                total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
             start = time.monotonic()
@@ -160,8 +166,6 @@ def run(args: argparse.Namespace) -> None:
             state.save(es_path)
             save_controller(ckpt_path, world, state, args.train_in)
             plot_fitness(args.run, dreamer is not None, scored=bool(row))
-    finally:
-        evaluator.close()
     print(f"best scored CMA mean: {state.best_eval:.1f} (controller in {ckpt_path})")
 
 
@@ -230,14 +234,11 @@ def evaluate(args, world: WorldModel) -> None:
     if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
         raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                          f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
-    evaluator = Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                          args.backend, args.address)
-    try:
+    with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                   args.backend, args.address) as evaluator:
         # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
         seeds = episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate)
         scores, _ = evaluator.scores(ctrl["params"].numpy(), seeds, args.trials)
-    finally:
-        evaluator.close()
     result = {"episodes": args.evaluate, "mean": float(scores.mean()), "std": float(scores.std()),
               "min": float(scores.min()), "max": float(scores.max()), "seed": args.seed, "steps": args.steps,
               "params_from": ctrl["params_from"], "returns": scores.tolist()}

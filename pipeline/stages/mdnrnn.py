@@ -25,7 +25,7 @@ from data.store import RolloutStore, index_hash, read_episode
 from models.cores import CORES, core_options
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, to_input
-from pipeline import checkpoint, plots
+from pipeline import checkpoint, cli, lock, metrics, plots
 from pipeline import device as devices
 from pipeline.cli import (
     Parser,
@@ -57,7 +57,7 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
                    help="M's recurrent core: lstm (Ha), attention (LSTM + causal attention over a window), "
                         "vsg (variational sparse gating), svsg (simple VSG: one sparsely gated stochastic state)")
     defaults = {**core_options("attention"), **core_options("svsg")}
-    p.add_argument("--window", type=positive_int, default=defaults["window"],
+    p.add_argument("--window", type=cli.steps, default=defaults["window"],
                    help="attention only: how many of its own last outputs (the current one included) each step "
                         "attends to; the window travels in the state, so rollouts step through it")
     p.add_argument("--kappa", type=probability, default=defaults["kappa"],
@@ -75,7 +75,7 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
                    help="svsg only: free nats; the masked KL per step is not penalised below this value")
     p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training sequences")
     p.add_argument("--batch", type=positive_int, default=100, help="sequences per batch")
-    p.add_argument("--seq-len", type=positive_int, default=999, help="steps per training sequence (teacher forcing)")
+    p.add_argument("--seq-len", type=cli.steps, default=999, help="steps per training sequence (teacher forcing)")
     p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate")
     p.add_argument("--hidden", type=positive_int, default=256, help="size of the recurrent state")
     p.add_argument("--mixtures", type=positive_int, default=5, help="Gaussian components per latent dimension")
@@ -97,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Path | None = None) -> None:
+    """Train M in --run, which this process holds throughout (``pipeline.lock``): a second one is refused."""
+    with lock.hold(args.run, "--run"):
+        _run(args, vae_path, latents_path)
+
+
+def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Path | None = None) -> None:
     """Train M of ``args.core`` into ``args.run``, on V at ``vae_path`` (default ``<run>/vae.pt``) and the frames
     it encodes into ``latents_path`` (default ``<run>/latents.h5``); compare_cores shares one V and one encoding
     among all its cores this way."""
@@ -114,25 +120,12 @@ def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Pa
     vae_fingerprint = checkpoint.weights_hash(vae_state["model"])
     refs = RolloutStore(args.data).require(args.env)
     dataset = index_hash(refs, RolloutStore(args.data).attrs())
-    ckpt_path = args.run / "mdnrnn.pt"
-    saved = None
-    if ckpt_path.exists():  # refused before any work: nothing is re-encoded for a run that cannot resume
-        check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
-        saved = checkpoint.load(ckpt_path, "03_train_mdnrnn.py")
-        if saved.get("vae_fingerprint", vae_fingerprint) != vae_fingerprint:
-            raise UsageError(f"{ckpt_path} was trained on the codes of another V than {vae_path} (retrained since?): "
-                             "delete it to train M on this V, or pass a new --run")
-    episodes = encode_latents(args, vae_state, refs, device)
-    train_refs, val_refs = split(refs, args.val_fraction)
-    val_ids = {r.id for r in val_refs}
-    train = [e for e in episodes if e.id not in val_ids]
-    val = [e for e in episodes if e.id in val_ids]
-
-    config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=episodes[0].actions.shape[1],
+    config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=args.source.action_dim,
                           hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
     model = MDNRNN(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     progress = {"epoch": 0, "step": 0}
+    ckpt_path = args.run / "mdnrnn.pt"
 
     def same_model(state: dict) -> None:
         saved, wanted = settings(state["config"]), settings(asdict(config))
@@ -140,19 +133,31 @@ def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Pa
         diff = ", ".join(f"{k} {saved[k]} (not {wanted[k]})" for k in saved if k in wanted and saved[k] != wanted[k])
         if diff:
             raise UsageError(f"{ckpt_path} was trained with {diff}: pass the same settings, or a new --run")
+        if state.get("vae_fingerprint", vae_fingerprint) != vae_fingerprint:
+            raise UsageError(f"{ckpt_path} was trained on the codes of another V than {vae_path} (retrained since?): "
+                             "delete it to train M on this V, or pass a new --run")
+        check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
 
+    # Refused before any work: nothing is re-encoded for a run that cannot resume.
     resumed = resume(ckpt_path, "03_train_mdnrnn.py", model, opt, args.lr, same_model)
     if resumed:
         progress = resumed
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
-    save_stage_config(args.run, "mdnrnn", args, dataset=dataset,
-                      z_dim=config.z_dim, action_dim=config.action_dim,
-                      core_options=options, train_episodes=len(train), val_episodes=len(val))
+    metrics.check(args.run / "metrics" / "mdnrnn.csv", key="epoch")  # a malformed one refused before any encoding
+    episodes = encode_latents(args, vae_state, refs, device)
+    train_refs, val_refs = split(refs, args.val_fraction)
+    val_ids = {r.id for r in val_refs}
+    train = [e for e in episodes if e.id not in val_ids]
+    val = [e for e in episodes if e.id in val_ids]
 
     columns = [*LOSSES, *model.core.extras]
+    # The metrics are checked (and rows past the checkpoint dropped) before anything else is written.
     log = CsvLog(args.run / "metrics" / "mdnrnn.csv",
                  ["epoch", "step", "train_seconds", *columns, *(f"val_{k}" for k in columns)],
                  key="epoch", resume_after=progress["epoch"])
+    save_stage_config(args.run, "mdnrnn", args, dataset=dataset,
+                      z_dim=config.z_dim, action_dim=config.action_dim,
+                      core_options=options, train_episodes=len(train), val_episodes=len(val))
     for epoch in range(progress["epoch"], args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
         # The stochastic cores' noise too comes from (seed, epoch): a run resumed after a kill repeats the epoch exactly.

@@ -19,14 +19,13 @@ from tqdm import tqdm
 from data.frames import FrameBlocks, frames_bytes, load_frames, sample_frames, split
 from data.store import RolloutStore, index_hash
 from models.vae import ConvVAE, VAEConfig, to_frames, to_input
-from pipeline import checkpoint, plots
+from pipeline import checkpoint, cli, lock, plots
 from pipeline import device as devices
 from pipeline.cli import (
     Parser,
     fraction,
     learning_rate,
     nonneg_float,
-    nonneg_int,
     parse_stage_args,
     positive_float,
     positive_int,
@@ -54,7 +53,8 @@ def parser() -> Parser:
     p.add_argument("--val-frames", type=positive_int, default=5000, help="frames scored per validation pass")
     p.add_argument("--block-episodes", type=positive_int, default=16,
                    help="episodes whose frames are shuffled together; memory is bounded by one block per loader")
-    p.add_argument("--loader-workers", type=nonneg_int, default=1, help="processes reading HDF5 (0: in the main process)")
+    p.add_argument("--loader-workers", type=cli.nonneg_int_up_to(cli.MAX_WORKERS), default=1,
+                   help="processes reading HDF5 (0: in the main process)")
     p.add_argument("--frames-in-memory", choices=["auto", "yes", "no"], default="auto",
                    help="decode the training frames once and keep them on --device (GPU memory on CUDA) instead of "
                         "streaming them from HDF5 every epoch; auto: when they take less than half the free memory. "
@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Train V in --run, which this process holds throughout (``pipeline.lock``): a second one is refused."""
+    with lock.hold(args.run, "--run"):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     device = devices.resolve(args.device)
     torch.manual_seed(args.seed)
 
@@ -88,14 +94,12 @@ def run(args: argparse.Namespace) -> None:
         if state["config"]["z_dim"] != args.z_dim:
             raise UsageError(f"{ckpt_path} has --z-dim {state['config']['z_dim']}, not {args.z_dim}: "
                              "pass the same --z-dim, or a new --run")
-
-    if ckpt_path.exists():
         check_resume(args.run, "vae", args, MAY_CHANGE, dataset=dataset)
+
     resumed = resume(ckpt_path, "02_train_vae.py", vae, opt, args.lr, same_z)
     if resumed:
         progress = resumed
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}, step {progress['step']}")
-    save_stage_config(args.run, "vae", args, train_episodes=len(train), val_episodes=len(val), dataset=dataset)
 
     def save() -> None:
         check_weights(vae, f"step {progress['step']}")
@@ -103,7 +107,9 @@ def run(args: argparse.Namespace) -> None:
                                     "progress": {**progress, "blocks_done": sorted(progress["blocks_done"])},
                                     "fingerprint": checkpoint.weights_hash(vae.state_dict())})
 
+    # The metrics are checked (and rows past the checkpoint dropped) before anything else is written.
     log = CsvLog(args.run / "metrics" / "vae.csv", FIELDS, key="step", resume_after=progress["step"])
+    save_stage_config(args.run, "vae", args, train_episodes=len(train), val_episodes=len(val), dataset=dataset)
     grid = torch.from_numpy(sample_frames(val or train, 8, args.seed))
     val_batches = [torch.from_numpy(f) for f in _val_frames(val or train, args)]
     in_memory = frames_in_memory(args.frames_in_memory, train, device) and progress["epoch"] < args.epochs
