@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,6 +87,24 @@ class ShardInfo:
             "format_version": FORMAT_VERSION,
             **self.extra,
         }
+
+
+# The file attributes that say how a folder's episodes were collected, and the flag (or what) each one is.
+SETTINGS = {"env_name": "--env", "collect_seed": "--seed", "policy": "--policy", "max_steps": "--steps",
+            "state": "--state", "preprocessing": "preprocessing", "spaces": "spaces"}
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value, comparable and printable."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    return value.item() if hasattr(value, "item") else value
+
+
+def _shown(value) -> str:
+    return "(none)" if value == "" else str(value)
 
 
 def episode_key(episode_id: int) -> str:
@@ -194,11 +213,28 @@ class RolloutStore:
         return [found[i] for i in sorted(found)]
 
     def attrs(self) -> dict:
-        """File attributes of the first shard (all shards of one folder share them)."""
+        """The file attributes every shard (and staged episode) of the folder shares: the collection settings. A
+        file whose settings differ from the others' (one copied in from another collection) is an error naming it
+        and the setting."""
         files = self.files()
         if not files:
             raise StoreError(f"no rollouts in {self.root}: run 01_collect.py first, or pass --data DIR")
-        return self._scan(files[0])[0]
+        found = [(path, self._scan(path)[0]) for path in files]
+        for key, name in SETTINGS.items():
+            values = [(path, _plain(attrs[key])) for path, attrs in found if key in attrs]
+            if not values:
+                continue
+            # The value most files hold is the folder's (on a tie, the first file's): the others are the odd ones.
+            usual = Counter(value for _, value in values).most_common(1)[0][0]
+            first = next(path for path, value in values if value == usual)
+            for odd, value in values:
+                if value != usual:
+                    what = (f"{name} {_shown(value)}, but {first.name} with {name} {_shown(usual)}"
+                            if key != "spaces"
+                            else f"other observation or action spaces than {first.name}")
+                    raise StoreError(f"{odd} was collected with {what}: one folder holds one collection's episodes; "
+                                     f"move {odd.name} out of {self.root}")
+        return found[0][1]
 
     def require(self, env: str | None = None) -> list[EpisodeRef]:
         """Like ``index`` but a missing or empty folder, or rollouts of another env than ``env``, is an error

@@ -69,6 +69,8 @@ class StickyPolicy(ExplorationPolicy):
 
 def make(kind: str, space: gym.Space, rng: np.random.Generator, brownian_scale: float | np.ndarray) -> ExplorationPolicy:
     """``brownian`` (sticky for discrete actions) or ``random`` for ``space``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown exploration policy {kind!r}: choose from {', '.join(KINDS)}")
     if kind == "random":
         return UniformPolicy(space, rng)
     if isinstance(space, gym.spaces.Discrete):

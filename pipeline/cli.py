@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +33,23 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str], float]:
+# Upper bounds of the numeric flags. Every value in range works in numpy, torch and HDF5 alike (memory permitting);
+# beyond them a library refuses it mid-run, or the run could not finish on any machine.
+INT_MAX = 2**31 - 1  # a signed 32-bit integer: what every library the stages pass counts and sizes to takes
+FLOAT_MAX = 1e6  # weights, scales, temperatures and step sizes: far beyond any useful setting, finite in float32 sums
+# --seed: numpy's RandomState takes seeds below 2**32 and CMA-ES draws from RandomState(seed + 1) (torch's below
+# 2**64, HDF5 stores 64 bits): the real bound is 2**32 - 2. 2**31 - 2 keeps seed + 1 a positive signed 32-bit int
+# too, for env bindings that read a C int.
+SEED_MAX = 2**31 - 2
+MAX_WORKERS = 1024  # processes (or Ray actors) of one pool
+MAX_EPISODES = 10**6  # a dataset's episodes, or episodes per scoring: the index of them is held in memory
+MAX_STEPS = 10**6  # steps of one episode or dream: its frames are held in memory
+MAX_SHARD = 1000  # episodes per shard: a shard is built in memory before it is written
+# multiprocessing waits with poll(), which takes at most 2**31 - 1 ms (about 24.8 days)
+MAX_TIMEOUT = 2_000_000.0
+
+
+def _number(kind: type, low: float, inclusive: bool, high: float, what: str) -> Callable[[str], float]:
     def parse(text: str):
         try:
             value = kind(text)
@@ -39,20 +57,37 @@ def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        if value > high:
+            shown = int(high) if float(high).is_integer() else high
+            raise argparse.ArgumentTypeError(f"{text} is not {what} up to {shown}")
         return value
 
     parse.__name__ = what
+    parse.low, parse.high = low, high  # read by the tests: every numeric flag has both
     return parse
 
 
-positive_int = _number(int, 0, False, "a positive integer")
-nonneg_int = _number(int, 0, True, "a non-negative integer")
-positive_float = _number(float, 0.0, False, "a positive number")
-nonneg_float = _number(float, 0.0, True, "a non-negative number")
+def positive_int_up_to(high: int) -> Callable[[str], int]:
+    return _number(int, 0, False, high, "a positive integer")
+
+
+def nonneg_int_up_to(high: int) -> Callable[[str], int]:
+    return _number(int, 0, True, high, "a non-negative integer")
+
+
+positive_int = positive_int_up_to(INT_MAX)
+nonneg_int = nonneg_int_up_to(INT_MAX)
+positive_float = _number(float, 0.0, False, FLOAT_MAX, "a positive number")
+nonneg_float = _number(float, 0.0, True, FLOAT_MAX, "a non-negative number")
+seed = nonneg_int_up_to(SEED_MAX)
+workers = positive_int_up_to(MAX_WORKERS)
+episodes = positive_int_up_to(MAX_EPISODES)
+steps = positive_int_up_to(MAX_STEPS)
+task_timeout = _number(float, 0.0, False, MAX_TIMEOUT, "a positive number of seconds")
 
 
 def fraction(text: str) -> float:
-    value = _number(float, 0.0, True, "a number in [0, 1)")(text)
+    value = _number(float, 0.0, True, math.inf, "a number in [0, 1)")(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a number in [0, 1)")
     return value
@@ -60,17 +95,21 @@ def fraction(text: str) -> float:
 
 def learning_rate(text: str) -> float:
     """Adam moves every weight by about the learning rate per step: above 1 it can only diverge."""
-    value = _number(float, 0.0, False, "a learning rate in (0, 1]")(text)
+    value = _number(float, 0.0, False, math.inf, "a learning rate in (0, 1]")(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"{text} is not a learning rate in (0, 1]")
     return value
 
 
 def probability(text: str) -> float:
-    value = _number(float, 0.0, False, "a number in (0, 1)")(text)
+    value = _number(float, 0.0, False, math.inf, "a number in (0, 1)")(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a number in (0, 1)")
     return value
+
+
+for _parse in (fraction, learning_rate, probability):
+    _parse.low, _parse.high = 0.0, 1.0
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -88,7 +127,7 @@ def stage_parser(description: str) -> Parser:
                                  f"else {DEFAULT_ENV})")
     p.add_argument("--data", type=Path, help="rollout folder (default: the one --run was trained on, else data/<env>)")
     p.add_argument("--run", type=Path, help="run folder for checkpoints, metrics and plots (default: results/<env>)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed that makes the stage reproducible")
+    p.add_argument("--seed", type=seed, default=0, help=f"seed that makes the stage reproducible (0 to {SEED_MAX})")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named smaller-scale settings (see pipeline/presets.py)")
     p.add_argument("--state", help="level of a retro game (sonic default: GreenHillZone.Act1); later stages "
                                     "default to the one 01_collect.py recorded")
@@ -110,11 +149,23 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
     args.data = args.data or runconfig.recorded(recorded, "data", Path) or Path("data") / args.env.replace(":", "-")
     if args.state is None and stage != "collect":
         args.state = recorded.get("collect", {}).get("state")
+    for flag, folder in (("--run", args.run), ("--data", args.data)):
+        if _is_file(folder):
+            parser.error(f"argument {flag}: {folder} is a file, not a folder; pass a folder")
     try:
         args.source = envs.get(args.env, state=args.state)
     except KeyError as e:
         parser.error(f"argument --env: {e.args[0]}")
     return args
+
+
+def _is_file(path: Path) -> bool:
+    """Whether something other than a folder is at ``path`` (a folder that cannot be looked into counts as none:
+    what reads or writes it reports that)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:
+        return False
 
 
 def only_with(parser: Parser, args: argparse.Namespace, flags: list[str], applies: bool, when: str) -> None:
@@ -134,7 +185,7 @@ def add_backend_flags(parser: Parser) -> None:
                              "results are the same")
     parser.add_argument("--address", help="with --backend ray: the address of a running Ray cluster "
                                           "(e.g. 10.0.0.1:6379, or 'auto'); default: start a local Ray instance")
-    parser.add_argument("--task-timeout", type=positive_float, default=600.0,
+    parser.add_argument("--task-timeout", type=task_timeout, default=600.0,
                         help="seconds in which some task (an episode in 01, a candidate's trials in 04) must finish, "
                              "starting a fresh worker included; past it the busy workers count as hung and are "
                              "replaced, and their tasks are done again (as after a worker died); with --workers 1 "
@@ -145,10 +196,29 @@ def check_backend_flags(parser: Parser, args: argparse.Namespace) -> None:
     only_with(parser, args, ["--address"], args.backend == "ray", "with --backend ray")
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a scheduler, ``kill``, ``timeout``) ends a stage exactly as Ctrl-C does: as KeyboardInterrupt, so
+    the same cleanup runs (workers ended, temporary files removed). Further ones are ignored: the cleanup the
+    first one started must not be cut short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a stage's ``main``: bad input or a full disk → one line and exit 2; a dead worker → one line
-    and exit 1; Ctrl-C → exit 130."""
+    and exit 1; Ctrl-C or SIGTERM → exit 130."""
     prog = Path(sys.argv[0]).name
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run(main, prog)
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _run(main: Callable[[], None], prog: str) -> None:
     try:
         main()
     except (UsageError, StoreError, EnvUnavailable, atomic.DiskFull) as e:

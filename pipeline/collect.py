@@ -82,8 +82,9 @@ class Collector:
 
 
 def check_compatible(store: RolloutStore, job: CollectJob) -> None:
-    """Refuse to mix episodes collected with other settings into one dataset."""
-    if not store.files():
+    """Refuse to mix episodes collected with other settings into one dataset: every file's settings must agree
+    (``RolloutStore.attrs``), and be this job's."""
+    if not store.root.is_dir() or not store.files():
         return
     attrs = store.attrs()
     for name, flag, want in (("env_name", "--env", job.env), ("collect_seed", "--seed", job.seed),
@@ -108,8 +109,9 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     probe = source.make(job.max_steps)
     info = shard_info(job, source, probe)
     probe.close()
-    store.recover(info)
+    # Checked before the tidying: leftovers of another collection must not be packed under this one's settings.
     check_compatible(store, job)
+    store.recover(info)
     have = {ref.id for ref in store.index()}
     missing = [i for i in range(episodes) if i not in have]
     present = episodes - len(missing)

@@ -77,8 +77,14 @@ class Evaluator(Scoring):
         results = self.pool.run([("play", task) for task in tasks])
         return [r for r, _ in results], sum(n for _, n in results)
 
-    def close(self) -> None:
-        self.pool.close()
+    def close(self, abort: bool = False) -> None:
+        self.pool.close(abort)
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        self.close(abort=kind is not None)  # an exception (Ctrl-C, SIGTERM) ends the workers at once
 
 
 class ESState:

@@ -13,12 +13,18 @@ Both kinds of pool detect trouble the same way:
   counts as hung and is replaced likewise;
 - after ``retries`` replacements within one ``run``, ``WorkerError``; so is an exception raised by a call
   itself, which would only be raised again.
+Interrupts are the stage's to handle: a local worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole
+process group), and a pool left by an exception (KeyboardInterrupt included) kills its workers at once, so none
+outlives the stage or keeps playing for it.
 With one worker, ``InlinePool`` makes the calls in this process: nothing to detect, nothing to replace.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
+import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
@@ -36,14 +42,15 @@ class Pool:
         """The result of each call, in order; ``on_result(index, result)`` is called as each one arrives."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """End the workers: when their work is done, or (``abort``) at once, whatever they are doing."""
         raise NotImplementedError
 
     def __enter__(self) -> Pool:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(abort=kind is not None)
 
 
 class InlinePool(Pool):
@@ -59,7 +66,7 @@ class InlinePool(Pool):
             on_result(i, results[-1])
         return results
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         self.worker = None
 
 
@@ -72,8 +79,12 @@ class SlotPool(Pool):
         self.timeout, self.retries, self.what = timeout, retries, what
         self.a_worker = f"{'an' if what[0] in 'aeiou' else 'a'} {what} worker"
         self.slots = list(range(workers))
-        for a in self.slots:
-            self._start(a)
+        try:
+            for a in self.slots:
+                self._start(a)
+        except BaseException:  # an interrupt while starting them: none of those started may outlive the stage
+            self.close(abort=True)
+            raise
 
     def _start(self, a: int) -> None: raise NotImplementedError
     def _submit(self, a: int, call: Call) -> None: raise NotImplementedError
@@ -122,10 +133,14 @@ class SlotPool(Pool):
         return [results[i] for i in range(len(calls))]
 
 
-def _serve(factory: Callable, init_args: tuple, conn: Connection) -> None:
-    """A local worker's life: build the worker (exit 1 if that fails: the pool counts it as died), then
-    answer calls until the pipe closes."""
+def _serve(recipe: bytes, conn: Connection) -> None:
+    """A local worker's life: build the worker from the pickled (factory, init_args) (exit 1 if that fails: the
+    pool counts it as died), then answer calls until the pipe closes. Interrupts are left to the stage's process,
+    which ends its workers: ignored from the start, before the factory's (slow) imports."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
+        factory, init_args = pickle.loads(recipe)
         worker = factory(*init_args)
     except BaseException:
         traceback.print_exc()
@@ -146,7 +161,7 @@ class LocalPool(SlotPool):
 
     def __init__(self, factory: Callable, init_args: tuple, workers: int, timeout: float, retries: int = 3,
                  what: str = "task"):
-        self.factory, self.init_args = factory, init_args
+        self.recipe = pickle.dumps((factory, init_args))
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, mp.Process] = {}
         self.conns: dict[int, Connection] = {}
@@ -154,7 +169,7 @@ class LocalPool(SlotPool):
 
     def _start(self, a: int) -> None:
         ours, theirs = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_serve, args=(self.factory, self.init_args, theirs), daemon=True)
+        proc = self.ctx.Process(target=_serve, args=(self.recipe, theirs), daemon=True)
         proc.start()
         theirs.close()
         self.procs[a], self.conns[a] = proc, ours
@@ -194,12 +209,14 @@ class LocalPool(SlotPool):
             proc.kill()  # SIGKILL ends a stopped or hung process too
             proc.join()
 
-    def close(self) -> None:
-        """Idle workers exit when their pipe closes; one that does not within a few seconds is killed."""
+    def close(self, abort: bool = False) -> None:
+        """Idle workers exit when their pipe closes; those that have not within a few seconds, or all at once
+        with ``abort``, are killed."""
         for conn in self.conns.values():
             conn.close()
+        deadline = time.monotonic() + (0 if abort else 5)
         for proc in self.procs.values():
-            proc.join(timeout=5)
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if proc.exitcode is None:
                 proc.kill()
                 proc.join()
@@ -246,7 +263,7 @@ class RayPool(SlotPool):
                 del self.running[ref]
         self.ray.kill(self.actors.pop(a), no_restart=True)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         for actor in self.actors.values():
             self.ray.kill(actor, no_restart=True)
         self.actors, self.running = {}, {}

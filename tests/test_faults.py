@@ -13,6 +13,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -437,6 +438,119 @@ def test_non_finite_fitness_stops_naming_the_generation_and_keeps_the_es_state(t
     assert {p: h for p, h in snapshot(run).items() if p.name != "config.json"} == \
            {p: h for p, h in before.items() if p.name != "config.json"}
     assert es_generation(run) == 2
+
+
+# -- two processes on one folder; SIGTERM ------------------------------------------------------------------
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def generations(run: Path) -> list[int]:
+    return [int(r["generation"]) for r in rows(run / "metrics" / "controller.csv")]
+
+
+def beside(first, script: str, *command):
+    """Run ``script`` to its end while ``first`` is alive mid-run: stopped (SIGSTOP), so it cannot finish meanwhile,
+    whatever the machine's load; it goes on afterwards."""
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        return run_stage(script, *command, check=False)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+
+
+def test_a_second_collection_into_the_same_folder_is_refused_and_a_killed_ones_lock_is_not_in_the_way(
+        tmp_path, reference_collection):
+    data = tmp_path / "data"
+    command = ["--data", data, "--run", tmp_path / "run", *COLLECT]
+    with started("01_collect.py", *command, logs=tmp_path / "first") as first:
+        wait_for(lambda: len(list((data / ".staging").glob("*.h5"))) >= 1, first, "a staged episode")
+        second = beside(first, "01_collect.py", *command)
+        assert_one_line_error(second, f"{data} is in use by process {first.pid}", "01_collect.py")
+        # Its staged and half-written files were left alone: the first completes the very same dataset.
+        assert first.wait(240) == 0, first.stderr()
+    assert_same_dataset(data, reference_collection)
+    assert not (data / ".lock").exists()
+
+    data = tmp_path / "data2"
+    command = ["--data", data, "--run", tmp_path / "run", *COLLECT]
+    with started("01_collect.py", *command, logs=tmp_path / "killed") as killed:
+        wait_for(lambda: episodes_on_disk(data) >= 4, killed, "4 episodes on disk")
+        os.kill(killed.pid, signal.SIGKILL)  # the stage's process alone: its workers may live on a moment
+        killed.wait()
+        assert (data / ".lock").exists()  # left behind, and no obstacle: the kernel released the lock
+        out = run_stage("01_collect.py", *command)
+    assert "24 episodes" in out.stdout
+    assert_same_dataset(data, reference_collection)
+
+
+def test_a_second_controller_on_the_same_run_is_refused_and_a_killed_ones_lock_is_not_in_the_way(
+        tiny_run, tmp_path, reference_trajectory):
+    run = tmp_path / "run"
+    command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2"]
+    with started("04_train_controller.py", *command, logs=tmp_path / "first") as first:
+        wait_for(lambda: len(generations(run)) >= 1, first, "generation 1")
+        before = generations(run)
+        second = beside(first, "04_train_controller.py", *command)
+        assert_one_line_error(second, f"{run} is in use by process {first.pid}", "04_train_controller.py")
+        assert generations(run)[: len(before)] == before  # nothing the second did shows in the metrics
+        assert first.wait(240) == 0, first.stderr()
+    assert generations(run) == [1, 2, 3, 4, 5]  # each generation once
+    assert trajectory(run) == reference_trajectory
+
+    run = tmp_path / "run2"
+    command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2"]
+    with started("04_train_controller.py", *command, logs=tmp_path / "killed") as killed:
+        wait_for(lambda: len(generations(run)) >= 1, killed, "generation 1")
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+        assert (run / ".lock").exists()
+        out = run_stage("04_train_controller.py", *command)
+    assert f"resuming from {run / 'es_state.pkl'}" in out.stdout
+    assert generations(run) == [1, 2, 3, 4, 5]
+    assert trajectory(run) == reference_trajectory
+
+
+def assert_terminated_like_ctrl_c(stage, workers: list[int], folder: Path) -> None:
+    """SIGTERM to the stage's process alone: exit 130 with the one line of an interrupt, every worker ended by
+    the stage, no temporary file left, the folder's lock released and its file removed."""
+    os.kill(stage.pid, signal.SIGTERM)
+    assert stage.wait(60) == 130, stage.stderr()
+    assert_one_line_error(SimpleNamespace(returncode=130, stderr=stage.stderr()),
+                          "interrupted; re-run the same command to resume", code=130)
+    assert len(workers) == 2 and not [pid for pid in workers if alive(pid)]
+    assert not list(folder.rglob("*.tmp")) and not (folder / ".lock").exists()
+
+
+def test_sigterm_stops_collection_like_ctrl_c_and_the_same_command_completes_it(tmp_path, reference_collection):
+    data = tmp_path / "data"
+    command = ["--data", data, "--run", tmp_path / "run", *COLLECT]
+    with started("01_collect.py", *command, logs=tmp_path) as stage:
+        wait_for(lambda: episodes_on_disk(data) >= 6, stage, "6 episodes on disk")
+        assert_terminated_like_ctrl_c(stage, workers_of(stage.pid), data)
+    assert_intact(data)
+    assert 0 < len(RolloutStore(data).index()) < 24
+    out = run_stage("01_collect.py", *command)
+    assert "24 episodes" in out.stdout
+    assert_same_dataset(data, reference_collection)
+
+
+def test_sigterm_stops_the_controller_like_ctrl_c_and_the_same_command_resumes_it(tiny_run, tmp_path,
+                                                                                  reference_trajectory):
+    run = tmp_path / "run"
+    command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2"]
+    with started("04_train_controller.py", *command, logs=tmp_path) as stage:
+        wait_for(lambda: len(generations(run)) >= 1, stage, "generation 1")
+        assert_terminated_like_ctrl_c(stage, workers_of(stage.pid), run)
+    assert 1 <= es_generation(run) < 5
+    out = run_stage("04_train_controller.py", *command)
+    assert f"resuming from {run / 'es_state.pkl'}" in out.stdout
+    assert generations(run) == [1, 2, 3, 4, 5]
+    assert trajectory(run) == reference_trajectory
 
 
 # -- a full disk -------------------------------------------------------------------------------------------

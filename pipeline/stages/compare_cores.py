@@ -25,8 +25,8 @@ from data.store import RolloutStore
 from models.cores import CORES
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
-from pipeline import checkpoint, metrics, plots
-from pipeline.cli import Parser, parse_stage_args, positive_int
+from pipeline import checkpoint, lock, metrics, plots
+from pipeline.cli import MAX_STEPS, Parser, parse_stage_args, positive_int
 from pipeline.compare import count_parameters, markdown_table, open_loop_errors
 from pipeline.plots import plt
 from pipeline.runconfig import atomic_write_text, load_config
@@ -59,14 +59,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.horizons = sorted({int(k) for k in args.horizons.split(",")})
     except ValueError:
         p.error(f"argument --horizons: {args.horizons!r} is not a comma-separated list of integers")
-    if not args.horizons or args.horizons[0] < 1:
-        p.error("argument --horizons: horizons must be positive")
+    if not args.horizons or args.horizons[0] < 1 or args.horizons[-1] > MAX_STEPS:
+        p.error(f"argument --horizons: horizons must be positive integers up to {MAX_STEPS}")
     if args.core != p.get_default("core"):
         p.error("argument --core: compare_cores trains every core of --cores; drop --core")
     return args
 
 
 def run(args: argparse.Namespace) -> None:
+    """Compare the cores in --run, which this process holds throughout (``pipeline.lock``); each core's stage 03
+    holds its own folder under it."""
+    with lock.hold(args.run, "--run"):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     cores, horizons = args.cores, args.horizons
     vae_state = checkpoint.load(args.run / "vae.pt", "02_train_vae.py")
     refs = RolloutStore(args.data).require(args.env)

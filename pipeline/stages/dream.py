@@ -12,19 +12,21 @@ actions), summary.json; then <run>/report.html, one self-contained page with the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 import numpy as np
 import torch
 
+import envs
 from data.frames import sample_frames
 from data.store import RolloutStore
 from envs.base import EnvUnavailable
 from models.vae import to_input
-from pipeline import checkpoint, play, plots, report
+from pipeline import checkpoint, cli, lock, play, plots, report
 from pipeline import device as devices
 from pipeline.agent import WorldModel
-from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, positive_int, stage_parser
+from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, stage_parser
 from pipeline.dream import (
     Actor,
     StartFrames,
@@ -51,12 +53,12 @@ def parser() -> Parser:
     p = stage_parser(__doc__.splitlines()[0])
     p.add_argument("--temperature", type=positive_float, default=1.15,
                    help="M's sampling temperature τ (mixture logits / τ, noise × √τ)")
-    p.add_argument("--dreams", type=positive_int, default=4, help="dreams to roll out and save as GIFs")
-    p.add_argument("--steps", type=positive_int,
+    p.add_argument("--dreams", type=cli.episodes, default=4, help="dreams to roll out and save as GIFs")
+    p.add_argument("--steps", type=cli.steps,
                    help=f"length of each dream and of the real-against-dream episode (default: {DEFAULT_STEPS}, "
                         "or the env's episode length if shorter)")
     p.add_argument("--latent-dims", type=nonneg_int, default=4, help="latent dimensions swept in latent_sweep.png")
-    p.add_argument("--warmup", type=nonneg_int, default=0,
+    p.add_argument("--warmup", type=cli.nonneg_int_up_to(cli.MAX_STEPS), default=0,
                    help="real steps M reads before each dream starts (0: M starts from its initial state)")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="where V and M run (auto: CUDA when present)")
     p.add_argument("--play", action="store_true",
@@ -72,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Write the dreams and the report into --run, which this process holds throughout (``pipeline.lock``);
+    --play writes nothing, so it holds nothing (one may play while 04 trains)."""
+    with contextlib.nullcontext() if args.play else lock.hold(args.run, "--run"):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     device = devices.resolve(args.device)
     torch.manual_seed(args.seed)
 
@@ -131,7 +140,12 @@ def load_controller(args, world: WorldModel) -> tuple[torch.Tensor | None, str]:
 
 
 def policy_kind(args) -> str:
-    return load_config(args.run).get("collect", {}).get("policy", "brownian")
+    """The exploration policy the data was collected with, as config.json records it (brownian if it does not)."""
+    kind = load_config(args.run).get("collect", {}).get("policy", "brownian")
+    if kind not in envs.POLICIES:
+        raise UsageError(f"{args.run / 'config.json'} records the collection policy {kind!r}, which is none of "
+                         f"{', '.join(envs.POLICIES)}: fix its collect entry, or pass the --run 01_collect.py wrote")
+    return kind
 
 
 def make_actor(world: WorldModel, params: torch.Tensor | None, args, n: int) -> Actor:
