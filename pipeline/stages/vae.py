@@ -36,8 +36,9 @@ from pipeline.metrics import CsvLog
 from pipeline.runconfig import check_resume, save_stage_config
 from pipeline.training import Averages, check_finite, check_weights, resume, vae_step, vae_validate
 
-# What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
-MAY_CHANGE = {"epochs", "lr", "loader_workers", "frames_in_memory", "log_every", "checkpoint_minutes", "device",
+# What may differ when a run resumes: how long, how fast, where (a shuffle block is a memory bound); not the loss,
+# the batch size or the data.
+MAY_CHANGE = {"epochs", "lr", "loader_workers", "frames_in_memory", "log_every", "checkpoint_minutes", "device", "block_episodes",
               "val_frames"}
 FIELDS = ["step", "epoch", "frames", "loss", "recon", "kl", "val_loss", "val_recon", "val_kl"]
 
