@@ -2,8 +2,7 @@
 
     python 01_collect.py --env carracing --episodes 10000 --workers 16
 
-Re-running the same command after a kill completes the dataset to --episodes; finished episodes are
-never lost or rewritten.
+What it does and writes: pipeline/stages/collect.py; every flag: --help.
 """
 from pipeline.cli import run_main
 from pipeline.stages import collect

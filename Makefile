@@ -24,13 +24,18 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
 	touch $@
 
+# The five stages on one set of flags ($(1)), C scored on $(2) fresh episodes.
+define PIPELINE
+	$(PY) 01_collect.py $(1)
+	$(PY) 02_train_vae.py $(1)
+	$(PY) 03_train_mdnrnn.py $(1)
+	$(PY) 04_train_controller.py $(1)
+	$(PY) 04_train_controller.py $(1) --evaluate $(2)
+	$(PY) 05_dream.py $(1)
+endef
+
 demo: venv
-	$(PY) 01_collect.py $(DEMO)
-	$(PY) 02_train_vae.py $(DEMO)
-	$(PY) 03_train_mdnrnn.py $(DEMO)
-	$(PY) 04_train_controller.py $(DEMO)
-	$(PY) 04_train_controller.py $(DEMO) --evaluate 16
-	$(PY) 05_dream.py $(DEMO)
+	$(call PIPELINE,$(DEMO),16)
 	@echo "results: $(RUN)/ (open report.html; plots/, dreams/, metrics/, config.json, controller_eval.json)"
 
 # The same V and M, with C evolved inside M's dream instead of the real env; then scored in the real env.
@@ -45,12 +50,7 @@ dream-demo: demo
 # The CarRacing driver recipe from nothing (about 2.5 h on a 2-core CPU): collect, V, M, C in the real env, then
 # the score over 100 fresh episodes (seeds no choice was made on), the dreams and the report.
 driver: venv
-	$(PY) 01_collect.py $(DRIVER)
-	$(PY) 02_train_vae.py $(DRIVER)
-	$(PY) 03_train_mdnrnn.py $(DRIVER)
-	$(PY) 04_train_controller.py $(DRIVER)
-	$(PY) 04_train_controller.py $(DRIVER) --evaluate 100
-	$(PY) 05_dream.py $(DRIVER)
+	$(call PIPELINE,$(DRIVER),100)
 	@echo "results: $(DRIVER_RUN)/ (open report.html; controller_eval.json has the 100 returns)"
 
 # Drive the car inside the demo run's dream with the arrow keys (needs a display).

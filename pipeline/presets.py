@@ -16,14 +16,15 @@ PRESETS: dict[str, dict[str, dict]] = {
             "eval_every": 4, "eval_episodes": 8,
         },
     },
-    # The CarRacing driver recipe (about 2.5 h on a 2-core CPU): V and M on 1000-step Brownian rollouts, then C
-    # evolved in the real env on full-length episodes, cut short when a candidate stops earning reward.
+    # The CarRacing driver recipe (docs/driver.md; about 2.5 h on a 2-core CPU): V and M on 48 Brownian rollouts
+    # of 1000 steps, then C evolved in the real env on full-length episodes, each cut short once it has earned
+    # nothing for 100 steps; the CMA mean is scored on 8 fresh episodes every 10 generations and the best kept.
     "driver": {
         "collect": {"episodes": 48, "steps": 1000, "workers": 2},
         "vae": {"epochs": 3, "batch": 64},
         "mdnrnn": {"epochs": 20, "seq_len": 100, "batch": 16},
         "controller": {
-            "pop": 16, "trials": 2, "generations": 400, "steps": 1000, "workers": 2, "patience": 100,
+            "pop": 16, "trials": 2, "generations": 60, "steps": 1000, "workers": 2, "patience": 100,
             "eval_every": 10, "eval_episodes": 8,
         },
     },
