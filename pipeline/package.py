@@ -4,7 +4,7 @@
 
 Copies V, M and C as weights only (no optimiser state, no ES state), config.json (data folders pointed at
 the recipe's own, run folders at the destination), the metrics, plots, controller_eval.json, report.html and
-the dreams' GIFs; and the encoded latents of a few episodes, so that ``05_dream.py --play`` has real frames to
+driving.gif; and the encoded latents of a few episodes, so that ``05_dream.py --play`` has real frames to
 start dreams from. No rollouts are copied. Afterwards ``04_train_controller.py --run DEST --evaluate 100`` and
 ``05_dream.py --run DEST --play`` work straight away.
 """
@@ -23,7 +23,8 @@ from pipeline.runconfig import atomic_write_text, latents_path, load_config
 
 WEIGHTS = (("vae.pt", "02_train_vae.py"), ("mdnrnn.pt", "03_train_mdnrnn.py"), ("controller.pt", "04_train_controller.py"))
 FILES = ("controller_eval.json", "report.html")
-FOLDERS = (("metrics", "*.csv"), ("plots", "*.png"), ("dreams", "*.gif"), ("dreams", "*.json"))
+# The dreams' GIFs are in report.html already; driving.gif is shipped on its own too, to be looked at directly.
+FOLDERS = (("metrics", "*.csv"), ("plots", "*.png"), ("dreams", "driving.gif"), ("dreams", "*.json"))
 
 
 def package(run: Path, dest: Path, data: str, episodes: int = 4) -> int:
