@@ -1,4 +1,4 @@
-"""Stage 01: random rollouts → HDF5 shards in data/<env>/ (DESIGN §4).
+"""Stage 01: random rollouts → HDF5 shards in data/<env>/; the layout: docs/data-format.md.
 
     python 01_collect.py --env carracing --episodes 10000 --workers 16
 
