@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
         progress = resumed
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
     metrics.check(args.run / "metrics" / "mdnrnn.csv", key="epoch")  # a malformed one refused before any encoding
-    episodes = encode_latents(args, vae_state, refs, device)
+    episodes = encode_latents(args, vae_state, refs, dataset, device)
     train_refs, val_refs = split(refs, args.val_fraction)
     val_ids = {r.id for r in val_refs}
     train = [e for e in episodes if e.id not in val_ids]
@@ -200,12 +200,11 @@ def settings(config: dict) -> dict:
 
 
 @torch.no_grad()
-def encode_latents(args, vae_state: dict, refs, device: torch.device) -> list[latent_data.LatentEpisode]:
+def encode_latents(args, vae_state: dict, refs, dataset: str, device: torch.device) -> list[latent_data.LatentEpisode]:
     """Encode every stored frame once with V into <run>/latents.h5, unless it is already current."""
     path = Path(os.path.normpath(args.run / args.latents))
     # Keyed by exactly what it is derived from: V's weights and the dataset's episodes.
     fingerprint = checkpoint.weights_hash(vae_state["model"])
-    dataset = index_hash(refs, RolloutStore(args.data).attrs())
     ids = np.array([r.id for r in refs])
     attrs = latent_data.read_attrs(path)
     if attrs.get("vae_fingerprint") == fingerprint and attrs.get("dataset") == dataset:
