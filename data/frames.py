@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
-from tqdm import tqdm
 
 from data.store import FRAME_SHAPE, EpisodeRef, read_observations
+from pipeline.progress import bar as progress_bar
 
 
 def split(refs: list[EpisodeRef], val_fraction: float) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
@@ -43,7 +43,7 @@ def load_frames(refs: list[EpisodeRef], device: torch.device) -> dict[int, torch
     """Every episode's frames, decoded once, as uint8 tensors on ``device`` (GPU memory on CUDA): epochs then
     read no HDF5 and, on a GPU, copy nothing from the host."""
     return {r.id: torch.from_numpy(read_observations(r)).to(device)
-            for r in tqdm(refs, desc="frames into memory", unit="ep")}
+            for r in progress_bar(refs, desc="frames into memory", unit="ep")}
 
 
 class FrameBlocks(IterableDataset):

@@ -121,5 +121,7 @@ class EnvSource(ABC):
             return np.eye(self.action_dim, dtype=np.float32)[np.asarray(actions, dtype=np.int64)]
         return np.asarray(actions, dtype=np.float32).reshape(len(actions), self.action_dim)
 
-    def space_json(self, env: gym.Env) -> dict:
-        return {"observation": repr(env.observation_space), "action": repr(env.action_space)}
+    def space_json(self) -> dict:
+        """The spaces of what the rollout store keeps: 64×64×3 uint8 frames (not the env's own observations) and
+        the actions as the source defines them."""
+        return {"observation": repr(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)), "action": repr(self.action_space)}

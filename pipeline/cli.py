@@ -17,7 +17,7 @@ import envs
 from data import atomic
 from data.store import StoreError
 from envs.base import EnvUnavailable
-from pipeline import runconfig
+from pipeline import minari_io, runconfig
 from pipeline.errors import RunFailed, UsageError
 from pipeline.presets import PRESETS
 from pipeline.runconfig import load_config
@@ -143,6 +143,14 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
     # A run folder remembers what it was made from: a later stage given only --run finds its env, data and
     # level there (flags given on the command line still win).
     recorded = load_config(args.run) if args.run else {}
+    if args.data is not None and minari_io.is_spec(args.data):
+        if stage == "collect":
+            parser.error(f"argument --data: 01_collect.py writes a data folder; {args.data} is read by the later stages")
+        if not args.env and not runconfig.recorded(recorded, "env"):
+            args.env = minari_io.env_of(minari_io.load(str(args.data)))
+            if args.env is None:
+                parser.error(f"argument --env: {args.data} does not record an env of this project "
+                             f"({', '.join(minari_io.GYM_IDS)}): pass --env, the source its episodes come from")
     args.env = args.env or runconfig.recorded(recorded, "env") or DEFAULT_ENV
     args.run = args.run or Path("results") / args.env.replace(":", "-")
     recorded = recorded or load_config(args.run)

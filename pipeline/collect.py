@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 import envs
 from data.store import Episode, RolloutStore, ShardInfo
 from pipeline import pool
 from pipeline.errors import UsageError
+from pipeline.progress import bar as progress_bar
 from pipeline.seeding import episode_seed
 
 
@@ -59,10 +59,10 @@ class CollectJob:
     shard_size: int
 
 
-def shard_info(job: CollectJob, source: envs.EnvSource, env) -> ShardInfo:
+def shard_info(job: CollectJob, source: envs.EnvSource) -> ShardInfo:
     return ShardInfo(
         env=job.env,
-        spaces=source.space_json(env),
+        spaces=source.space_json(),
         preprocessing=source.preprocessing,
         extra={"collect_seed": job.seed, "policy": job.policy, "max_steps": job.max_steps, "state": job.state or ""},
     )
@@ -106,9 +106,8 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     ``job.shard_size``. Returns (already there, added)."""
     source = envs.get(job.env, job.state)
     store = RolloutStore(job.data)
-    probe = source.make(job.max_steps)
-    info = shard_info(job, source, probe)
-    probe.close()
+    source.make(job.max_steps).close()  # a missing package or ROM fails here, before any worker starts
+    info = shard_info(job, source)
     # Checked before the tidying: leftovers of another collection must not be packed under this one's settings.
     check_compatible(store, job)
     store.recover(info)
@@ -120,7 +119,7 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     # Made before the bar shows, so that a missing Ray or a bad --address fails first.
     workers = pool.make(backend, Collector, (job,), min(workers, len(missing)), task_timeout, "collection", address)
     hide = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE decides
-    bar = tqdm(total=episodes, initial=present, desc="collect", unit="ep", **hide)
+    bar = progress_bar(total=episodes, initial=present, desc="collect", unit="ep", **hide)
     staged = []
 
     def keep(_, episode: Episode) -> None:

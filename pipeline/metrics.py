@@ -63,8 +63,9 @@ class CsvLog:
     that ran out of space) ends what is kept; a malformed row is one line naming the file (``check``), and
     nothing is rewritten."""
 
-    def __init__(self, path: Path, fields: list[str], key: str, resume_after: float | None = None):
-        self.path, self.fields, self.key = path, fields, key
+    def __init__(self, path: Path, fields: list[str], key: str, resume_after: float | None = None, live=None):
+        """``live``: a ``pipeline.live.Live`` that gets every row too."""
+        self.path, self.fields, self.key, self.live = path, fields, key, live
         kept = []
         if resume_after is not None:
             header, rows = check(path, fields, key)
@@ -90,6 +91,8 @@ class CsvLog:
             if reason:
                 raise DiskFull(self.path, reason) from e
             raise
+        if self.live is not None:
+            self.live.scalars(row[self.key], row)
 
 
 def read(path: Path) -> list[dict]:

@@ -14,6 +14,7 @@ fresh actor and its unfinished work is done again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -37,6 +38,7 @@ def start(address: str | None, workers: int):
         raise UsageError(f"--backend ray needs Ray, which is not installed: {INSTALL} (or use --backend local)") from None
     if address:
         check_reachable(address)
+        authenticate(address)
     if not ray.is_initialized():
         env_vars = {k: os.environ[k] for k in _ENV_VARS if k in os.environ}  # headless rendering, as here
         options = dict(runtime_env={"working_dir": str(ROOT), "excludes": _EXCLUDES, "env_vars": env_vars},
@@ -65,6 +67,62 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise UsageError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
                          "'ray start --head' on that machine, or drop --address for a local Ray instance") from None
+
+
+def _token_at_hand() -> bool:
+    """Whether this process has a Ray token to send: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or the
+    one ``ray start`` and local Ray instances keep in ~/.ray/auth_token."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def authenticate(address: str) -> None:
+    """Make sure the cluster at ``address`` accepts this process, else one line saying what to set.
+
+    ``ray start --head`` turns token authentication on once ~/.ray/auth_token exists (an earlier local Ray run
+    leaves one behind), but a driver with RAY_AUTH_MODE unset sends no token and is turned away. So when the
+    cluster turns this process away, a token is at hand and RAY_AUTH_MODE is unset, token mode is switched on
+    (for this process and the workers it starts) and the cluster asked again. Token mode is not switched on for
+    a cluster without authentication: its workers would send no token back to this process."""
+    try:
+        from ray._raylet import Config, GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray version's internals: ray.init reports what goes wrong
+        return
+
+    def accepted() -> bool:
+        try:
+            with _native_stderr_silenced():  # Ray's C++ client logs each refusal to the process's stderr
+                GcsClient(address=address)
+        except AuthenticationError:
+            return False
+        except Exception:  # anything else (a cluster still starting up): ray.init waits and reports it
+            pass
+        return True
+
+    if accepted():
+        return
+    if "RAY_AUTH_MODE" not in os.environ and _token_at_hand():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")  # Ray reads the mode once; read it again
+        if accepted():
+            return
+    raise UsageError(f"--address {address}: the Ray cluster there requires an authentication token and refused "
+                     "this process's: set RAY_AUTH_TOKEN to its token (`ray get-auth-token` on the head node prints "
+                     "it; or RAY_AUTH_TOKEN_PATH to a file holding it) and RAY_AUTH_MODE=token, then re-run")
 
 
 def stop() -> None:

@@ -2,7 +2,17 @@
 with 2 CPUs; dead and hung actors are replaced; a missing Ray or a cluster that does not answer is one line."""
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +73,81 @@ def test_a_generation_on_ray_has_the_local_backends_fitness(tiny_run, tmp_path):
     rows, state = trajectory(on_ray)
     assert [r[0] for r in rows] == ["1"] and rows[0][5]  # scored at the last generation
     assert (rows, state) == trajectory(local)
+
+
+class Cluster:
+    """A Ray cluster as a user starts one: `ray start --head` in its own process group, on 127.0.0.1, with token
+    authentication on or off; stopped with its process group."""
+
+    def __init__(self, token: Path | None):
+        self.dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have a length limit
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)} if token else
+                   {"RAY_AUTH_MODE": "disabled"})
+        ray = Path(sys.executable).parent / "ray"
+        self.proc = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                                      "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                                      "--temp-dir", self.dir], env=env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not any(self.dir.glob("session_latest/logs/raylet.out")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+
+    def stop(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("auth") / "token"
+    path.write_text(secrets.token_hex(32))
+    return path
+
+
+def _driver_env(**extra) -> dict:
+    """A stage's environment with RAY_AUTH_MODE unset, as in a user's shell."""
+    return {k: v for k, v in stage_env(**extra).items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+
+
+@pytest.mark.parametrize("auth", ["token", "off"])
+def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth):
+    """RAY_AUTH_MODE unset in the driver, as in the README's instructions; the token in a file, as `ray start`
+    keeps it. The rollouts are the local backend's."""
+    pytest.importorskip("ray")
+    cluster = Cluster(token if auth == "token" else None)
+    try:
+        flags = [*COLLECT, "--episodes", "3", "--backend", "ray", "--address", cluster.address]
+        run_stage("01_collect.py", "--data", tmp_path / "ray", "--run", tmp_path / "run", *flags,
+                  env=_driver_env(RAY_AUTH_TOKEN_PATH=str(token)))
+    finally:
+        cluster.stop()
+    run_stage("01_collect.py", "--data", tmp_path / "local", "--run", tmp_path / "run2", *COLLECT, "--episodes", "3")
+    a, b = episodes(tmp_path / "local"), episodes(tmp_path / "ray")
+    assert sorted(a) == sorted(b) == [0, 1, 2]
+    for i in a:
+        np.testing.assert_array_equal(a[i].observations, b[i].observations)
+
+
+def test_a_cluster_that_refuses_the_token_is_one_line_saying_what_to_set(tmp_path, token):
+    pytest.importorskip("ray")
+    cluster = Cluster(token)
+    try:
+        proc = run_stage("01_collect.py", "--data", tmp_path / "data", "--run", tmp_path / "run", *COLLECT,
+                         "--backend", "ray", "--address", cluster.address, check=False,
+                         env=_driver_env(RAY_AUTH_TOKEN="not-the-token"))
+    finally:
+        cluster.stop()
+    assert_one_line_error(proc, f"--address {cluster.address}", "requires an authentication token and refused this process's",
+                          "RAY_AUTH_TOKEN", "RAY_AUTH_MODE=token")
+    assert not any((tmp_path / "data").rglob("*.h5"))

@@ -21,7 +21,6 @@ import torch
 
 from data import latents as latent_data
 from data.frames import split
-from data.store import RolloutStore
 from models.cores import CORES
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
@@ -29,6 +28,7 @@ from pipeline import checkpoint, lock, metrics, plots
 from pipeline.cli import MAX_STEPS, Parser, parse_stage_args, positive_int
 from pipeline.compare import count_parameters, markdown_table, open_loop_errors
 from pipeline.plots import plt
+from pipeline.rollouts import open_store
 from pipeline.runconfig import atomic_write_text, load_config
 from pipeline.stages import mdnrnn
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     cores, horizons = args.cores, args.horizons
     vae_state = checkpoint.load(args.run / "vae.pt", "02_train_vae.py")
-    refs = RolloutStore(args.data).require(args.env)
+    _, refs = open_store(args)
     out_dir = args.run / "cores"
     rows = []
     for core in cores:

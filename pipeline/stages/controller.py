@@ -25,9 +25,8 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from pipeline import checkpoint, cli, lock, plots
+from pipeline import checkpoint, cli, live, lock, plots, progress
 from pipeline import device as devices
 from pipeline.agent import WorldModel
 from pipeline.cli import (
@@ -44,6 +43,7 @@ from pipeline.dream import DreamPlayer
 from pipeline.errors import RunFailed, UsageError
 from pipeline.evolution import ESState, Evaluator, Scoring
 from pipeline.metrics import CsvLog
+from pipeline.progress import bar as progress_bar
 from pipeline.runconfig import atomic_write_text, check_resume, latents_path, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
@@ -52,10 +52,10 @@ from pipeline.seeding import Purpose, episode_seeds
 # real env; dream_eval_mean: the CMA mean in the dream; real_best: the generation's best candidate in
 # the real env (the last two in dream mode only).
 # What may differ when a run resumes: how long, where and how it is watched, and where candidates are scored
-# (a run may switch between the env and the dream), and how the CMA mean is scored for selection; not the ES or
-# the episodes candidates play.
-MAY_CHANGE = {"generations", "workers", "backend", "address", "task_timeout", "eval_every", "eval_episodes", "evaluate",
-              "train_in", "temperature", "real_every", "warmup", "device"}
+# (a run may switch between the env and the dream), how many episodes score a candidate (more trials late cut
+# the ranking noise) and how the CMA mean is scored for selection; not the ES itself.
+MAY_CHANGE = {"generations", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
+              "eval_episodes", "evaluate", "train_in", "temperature", "real_every", "warmup", "device", "log"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
 
@@ -88,6 +88,7 @@ def parser() -> Parser:
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
                    help="dream mode: where M and C run (auto: CUDA when present)")
     add_backend_flags(p)
+    live.add_flag(p)
     return p
 
 
@@ -134,15 +135,17 @@ def _run(args: argparse.Namespace) -> None:
         dreamer = DreamPlayer(world, latents_path(args.run), args.steps, args.temperature,
                               devices.resolve(args.device), args.warmup)
     # The metrics are checked (and rows past the ES state dropped) before anything else is written.
-    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation)
+    watch = live.Live(args.run, "controller", args.log, state.generation, vars(args))
+    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation,
+                 live=watch)
     save_stage_config(args.run, "controller", args, params=dim, controller_in=world.controller_in,
                       controller_out=world.controller_out)
     every = (args.real_every or args.eval_every) if dreamer else args.eval_every
     # Left by an exception (Ctrl-C, SIGTERM, a failed run), the workers are ended at once.
     with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                   args.backend, args.address) as evaluator:
-        for generation in tqdm(range(state.generation + 1, args.generations + 1), initial=state.generation,
-                               total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
+                   args.backend, args.address) as evaluator, watch:
+        for generation in progress_bar(range(state.generation + 1, args.generations + 1), initial=state.generation,
+                                       total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
             start = time.monotonic()
             candidates = np.asarray(state.es.ask())
             seeds = episode_seeds(args.seed, Purpose.TRIALS, generation, args.trials)
@@ -160,9 +163,14 @@ def _run(args: argparse.Namespace) -> None:
                 row, more_env, more_dream = score_periodically(args, generation, state, evaluator, dreamer,
                                                                candidates[fitness.argmax()])
                 env_steps, dream_steps = env_steps + more_env, dream_steps + more_dream
+            seconds = time.monotonic() - start
             log.write(generation=generation, best=fitness.max(), mean=fitness.mean(), worst=fitness.min(),
-                      sigma=state.es.sigma, env_steps=env_steps, dream_steps=dream_steps,
-                      seconds=time.monotonic() - start, **row)
+                      sigma=state.es.sigma, env_steps=env_steps, dream_steps=dream_steps, seconds=seconds, **row)
+            watch.scalars(generation, {"steps_per_s": (env_steps + dream_steps) / seconds})
+            scored = f", CMA mean scored {row['eval_mean']:.1f} ± {row['eval_std']:.1f}" if "eval_mean" in row else ""
+            progress.write(f"generation {generation}/{args.generations}: fitness best {fitness.max():.1f}, mean "
+                           f"{fitness.mean():.1f}, worst {fitness.min():.1f}, σ {state.es.sigma:.4f}{scored} "
+                           f"({seconds:.0f} s, {env_steps + dream_steps:,} steps)")
             state.save(es_path)
             save_controller(ckpt_path, world, state, args.train_in)
             plot_fitness(args.run, dreamer is not None, scored=bool(row))

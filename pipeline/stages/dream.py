@@ -20,7 +20,6 @@ import torch
 
 import envs
 from data.frames import sample_frames
-from data.store import RolloutStore
 from envs.base import EnvUnavailable
 from models.vae import to_input
 from pipeline import checkpoint, cli, lock, play, plots, report
@@ -39,6 +38,7 @@ from pipeline.dream import (
     real_vs_dream,
 )
 from pipeline.errors import UsageError
+from pipeline.rollouts import open_store
 from pipeline.runconfig import atomic_write_text, latents_path, load_config, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> None:
         print(play.HELP)
         play.run(world, starts, args.temperature, args.seed)
         return
-    refs = RolloutStore(args.data).require(args.env)
+    _, refs = open_store(args)
     params, driver = load_controller(args, world)
     params = None if params is None else params.to(device)
     save_stage_config(args.run, "dream", args)

@@ -17,15 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data import latents as latent_data
 from data.frames import split
-from data.store import RolloutStore, index_hash, read_episode
+from data.store import index_hash, read_episode
 from models.cores import CORES, core_options
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, to_input
-from pipeline import checkpoint, cli, lock, metrics, plots
+from pipeline import checkpoint, cli, live, lock, metrics, plots
 from pipeline import device as devices
 from pipeline.cli import (
     Parser,
@@ -41,11 +40,13 @@ from pipeline.cli import (
 )
 from pipeline.errors import UsageError
 from pipeline.metrics import CsvLog
+from pipeline.progress import bar as progress_bar
+from pipeline.rollouts import open_store
 from pipeline.runconfig import check_resume, save_stage_config
 from pipeline.training import Averages, check_finite, check_weights, mdn_step, mdn_validate, resume
 
 # What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
-MAY_CHANGE = {"epochs", "lr", "encode_batch", "device"}
+MAY_CHANGE = {"epochs", "lr", "encode_batch", "device", "log"}
 LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
 # Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
 CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
@@ -84,6 +85,7 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
     p.add_argument("--val-fraction", type=fraction, default=0.05, help="share of episodes held out (by id)")
     p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
+    live.add_flag(p)
     return p
 
 
@@ -118,8 +120,8 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
 
     vae_state = checkpoint.load(vae_path, "02_train_vae.py")
     vae_fingerprint = checkpoint.weights_hash(vae_state["model"])
-    refs = RolloutStore(args.data).require(args.env)
-    dataset = index_hash(refs, RolloutStore(args.data).attrs())
+    store, refs = open_store(args)
+    dataset = index_hash(refs, store.attrs())
     config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=args.source.action_dim,
                           hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
     model = MDNRNN(config).to(device)
@@ -152,45 +154,48 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
 
     columns = [*LOSSES, *model.core.extras]
     # The metrics are checked (and rows past the checkpoint dropped) before anything else is written.
+    watch = live.Live(args.run, "mdnrnn", args.log, progress["epoch"], vars(args))
     log = CsvLog(args.run / "metrics" / "mdnrnn.csv",
                  ["epoch", "step", "train_seconds", *columns, *(f"val_{k}" for k in columns)],
-                 key="epoch", resume_after=progress["epoch"])
+                 key="epoch", resume_after=progress["epoch"], live=watch)
     save_stage_config(args.run, "mdnrnn", args, dataset=dataset,
                       z_dim=config.z_dim, action_dim=config.action_dim,
                       core_options=options, train_episodes=len(train), val_episodes=len(val))
-    for epoch in range(progress["epoch"], args.epochs):
-        rng = np.random.default_rng([args.seed, epoch])
-        # The stochastic cores' noise too comes from (seed, epoch): a run resumed after a kill repeats the epoch exactly.
-        torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
-        windows = latent_data.windows(train, args.seq_len, rng)
-        order = rng.permutation(len(windows))
-        avg = Averages()
-        start = time.perf_counter()
-        for s in tqdm(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
-            picks = [windows[i] for i in order[s: s + args.batch]]
-            batch = latent_data.batch(train, picks, args.seq_len, rng)
-            terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
-            progress["step"] += 1
-            check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
-            avg.add(terms, int(batch["mask"].sum()))
-        train_seconds = time.perf_counter() - start  # the optimisation steps alone, for steps/s comparisons
-        row = avg.pop()
-        val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
-        log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
-                  **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
-        progress["epoch"] = epoch + 1
-        check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
-        checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress,
-                                    "vae_fingerprint": vae_fingerprint})
-        plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
-                     args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
-        shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""
-        if "update_fraction" in row:
-            plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["update_fraction", "val_update_fraction"],
-                         args.run / "plots" / "mdnrnn_update_fraction.png",
-                         f"M ({args.core}): share of state dims updated per step (prior κ = {options['kappa']})")
-            shown += f", update fraction {row['update_fraction']:.3f}"
-        print(f"epoch {epoch + 1}: nll {row['nll']:.3f}{shown}")
+    with watch:
+        for epoch in range(progress["epoch"], args.epochs):
+            rng = np.random.default_rng([args.seed, epoch])
+            # The stochastic cores' noise too comes from (seed, epoch): a run resumed after a kill repeats the epoch exactly.
+            torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
+            windows = latent_data.windows(train, args.seq_len, rng)
+            order = rng.permutation(len(windows))
+            avg = Averages()
+            start = time.perf_counter()
+            for s in progress_bar(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
+                picks = [windows[i] for i in order[s: s + args.batch]]
+                batch = latent_data.batch(train, picks, args.seq_len, rng)
+                terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
+                progress["step"] += 1
+                check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
+                avg.add(terms, int(batch["mask"].sum()))
+            train_seconds = time.perf_counter() - start  # the optimisation steps alone, for steps/s comparisons
+            row = avg.pop()
+            val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
+            log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
+                      **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
+            watch.scalars(epoch + 1, {"steps_per_s": -(-len(order) // args.batch) / train_seconds})
+            progress["epoch"] = epoch + 1
+            check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
+            checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress,
+                                        "vae_fingerprint": vae_fingerprint})
+            plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
+                         args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
+            shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""
+            if "update_fraction" in row:
+                plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["update_fraction", "val_update_fraction"],
+                             args.run / "plots" / "mdnrnn_update_fraction.png",
+                             f"M ({args.core}): share of state dims updated per step (prior κ = {options['kappa']})")
+                shown += f", update fraction {row['update_fraction']:.3f}"
+            print(f"epoch {epoch + 1}: nll {row['nll']:.3f}{shown}")
     print(f"M trained for {progress['epoch']} epoch(s): {ckpt_path}")
 
 
@@ -212,7 +217,7 @@ def encode_latents(args, vae_state: dict, refs, dataset: str, device: torch.devi
     vae = ConvVAE.from_state(vae_state).to(device).eval()
 
     def encoded():
-        for ref in tqdm(refs, desc="encode frames with V", unit="ep"):
+        for ref in progress_bar(refs, desc="encode frames with V", unit="ep"):
             ep = read_episode(ref)
             frames = torch.from_numpy(ep.observations)
             mus, logvars = [], []

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from data.frames import FrameBlocks, frames_bytes, load_frames, sample_frames, split
-from data.store import RolloutStore, index_hash
+from data.store import index_hash
 from models.vae import ConvVAE, VAEConfig, to_frames, to_input
-from pipeline import checkpoint, cli, lock, plots
+from pipeline import checkpoint, cli, live, lock, plots
 from pipeline import device as devices
 from pipeline.cli import (
     Parser,
@@ -33,13 +33,15 @@ from pipeline.cli import (
 )
 from pipeline.errors import UsageError
 from pipeline.metrics import CsvLog
+from pipeline.progress import bar as progress_bar
+from pipeline.rollouts import open_store
 from pipeline.runconfig import check_resume, save_stage_config
 from pipeline.training import Averages, check_finite, check_weights, resume, vae_step, vae_validate
 
 # What may differ when a run resumes: how long, how fast, where (a shuffle block is a memory bound); not the loss,
 # the batch size or the data.
-MAY_CHANGE = {"epochs", "lr", "loader_workers", "frames_in_memory", "log_every", "checkpoint_minutes", "device", "block_episodes",
-              "val_frames"}
+MAY_CHANGE = {"epochs", "lr", "loader_workers", "frames_in_memory", "log_every", "checkpoint_minutes", "device",
+              "block_episodes", "val_frames", "log"}
 FIELDS = ["step", "epoch", "frames", "loss", "recon", "kl", "val_loss", "val_recon", "val_kl"]
 
 
@@ -63,6 +65,7 @@ def parser() -> Parser:
     p.add_argument("--log-every", type=positive_int, default=50, help="steps per metrics row")
     p.add_argument("--checkpoint-minutes", type=positive_float, default=10.0, help="mid-epoch checkpoint interval")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
+    live.add_flag(p)
     return p
 
 
@@ -82,8 +85,8 @@ def _run(args: argparse.Namespace) -> None:
     device = devices.resolve(args.device)
     torch.manual_seed(args.seed)
 
-    refs = RolloutStore(args.data).require(args.env)
-    dataset = index_hash(refs, RolloutStore(args.data).attrs())
+    store, refs = open_store(args)
+    dataset = index_hash(refs, store.attrs())
     train, val = split(refs, args.val_fraction)
     ckpt_path = args.run / "vae.pt"
     vae = ConvVAE(VAEConfig(args.z_dim, args.kl_tolerance)).to(device)
@@ -109,48 +112,52 @@ def _run(args: argparse.Namespace) -> None:
                                     "fingerprint": checkpoint.weights_hash(vae.state_dict())})
 
     # The metrics are checked (and rows past the checkpoint dropped) before anything else is written.
-    log = CsvLog(args.run / "metrics" / "vae.csv", FIELDS, key="step", resume_after=progress["step"])
+    watch = live.Live(args.run, "vae", args.log, progress["step"], vars(args))
+    log = CsvLog(args.run / "metrics" / "vae.csv", FIELDS, key="step", resume_after=progress["step"], live=watch)
     save_stage_config(args.run, "vae", args, train_episodes=len(train), val_episodes=len(val), dataset=dataset)
     grid = torch.from_numpy(sample_frames(val or train, 8, args.seed))
     val_batches = [torch.from_numpy(f) for f in _val_frames(val or train, args)]
     in_memory = frames_in_memory(args.frames_in_memory, train, device) and progress["epoch"] < args.epochs
     decoded = load_frames(train, device) if in_memory else None
     last_save = time.monotonic()
-    for epoch in range(progress["epoch"], args.epochs):
-        done = set(progress["blocks_done"])
-        data = FrameBlocks(train, args.batch, args.block_episodes, args.seed, epoch, skip_blocks=done, frames=decoded)
-        # The loader draws its workers' base seed from its own generator, not from torch's global one (which
-        # samples V's z), so streamed and in-memory frames train alike.
-        loader = data if in_memory else DataLoader(data, batch_size=None, num_workers=args.loader_workers,
-                                                   pin_memory=device.type == "cuda",
-                                                   generator=torch.Generator().manual_seed(args.seed))
-        avg = Averages()
-        batches = len(data)
-        bar = tqdm(loader, total=batches, desc=f"vae epoch {epoch + 1}/{args.epochs}")
-        for i, (block, last_of_block, frames) in enumerate(bar):
-            terms = vae_step(vae, opt, frames, device)
-            progress["step"] += 1
-            check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
-            avg.add(terms, len(frames))
-            progress["frames"] += len(frames)
-            if progress["step"] % args.log_every == 0 and i < batches - 1:  # the epoch's last row comes below
-                log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **avg.pop())
-            if last_of_block:
-                done.add(block)
-                progress["blocks_done"] = done
-                if time.monotonic() - last_save > 60 * args.checkpoint_minutes:
-                    save()
-                    last_save = time.monotonic()
-        val_terms = vae_validate(vae, val_batches, device)
-        check_finite({"loss": torch.tensor(val_terms["loss"])}, f"the validation after epoch {epoch + 1}")
-        row = avg.pop() if avg.count else {}
-        log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **row,
-                  **{f"val_{k}": v for k, v in val_terms.items()})
-        progress.update(epoch=epoch + 1, blocks_done=set())
-        save()
-        last_save = time.monotonic()
-        _plot(vae, grid, device, args, epoch + 1)
-        print(f"epoch {epoch + 1}: val loss {val_terms['loss']:.1f} (recon {val_terms['recon']:.1f}, kl {val_terms['kl']:.1f})")
+    with watch:
+        for epoch in range(progress["epoch"], args.epochs):
+            done = set(progress["blocks_done"])
+            data = FrameBlocks(train, args.batch, args.block_episodes, args.seed, epoch, skip_blocks=done,
+                               frames=decoded)
+            # The loader draws its workers' base seed from its own generator, not from torch's global one (which
+            # samples V's z), so streamed and in-memory frames train alike.
+            loader = data if in_memory else DataLoader(data, batch_size=None, num_workers=args.loader_workers,
+                                                       pin_memory=device.type == "cuda",
+                                                       generator=torch.Generator().manual_seed(args.seed))
+            avg = Averages()
+            batches = len(data)
+            bar = progress_bar(loader, total=batches, desc=f"vae epoch {epoch + 1}/{args.epochs}")
+            for i, (block, last_of_block, frames) in enumerate(bar):
+                terms = vae_step(vae, opt, frames, device)
+                progress["step"] += 1
+                check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
+                avg.add(terms, len(frames))
+                progress["frames"] += len(frames)
+                if progress["step"] % args.log_every == 0 and i < batches - 1:  # the epoch's last row comes below
+                    log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **avg.pop())
+                if last_of_block:
+                    done.add(block)
+                    progress["blocks_done"] = done
+                    if time.monotonic() - last_save > 60 * args.checkpoint_minutes:
+                        save()
+                        last_save = time.monotonic()
+            val_terms = vae_validate(vae, val_batches, device)
+            check_finite({"loss": torch.tensor(val_terms["loss"])}, f"the validation after epoch {epoch + 1}")
+            row = avg.pop() if avg.count else {}
+            log.write(step=progress["step"], epoch=epoch + 1, frames=progress["frames"], **row,
+                      **{f"val_{k}": v for k, v in val_terms.items()})
+            progress.update(epoch=epoch + 1, blocks_done=set())
+            save()
+            last_save = time.monotonic()
+            watch.image("reconstruction", progress["step"], _plot(vae, grid, device, args, epoch + 1))
+            print(f"epoch {epoch + 1}: val loss {val_terms['loss']:.1f} (recon {val_terms['recon']:.1f}, "
+                  f"kl {val_terms['kl']:.1f})")
     if progress["epoch"] >= args.epochs and not progress["step"]:
         raise UsageError(f"no training frames in {args.data}: collect more episodes")
     print(f"V trained for {progress['epoch']} epoch(s), {progress['step']} steps: {ckpt_path}")
@@ -184,13 +191,15 @@ def _val_frames(refs, args) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def _plot(vae: ConvVAE, grid: torch.Tensor, device: torch.device, args, epoch: int) -> None:
+def _plot(vae: ConvVAE, grid: torch.Tensor, device: torch.device, args, epoch: int) -> Path:
+    """Plots the losses and a reconstruction grid; returns the grid's path."""
     vae.eval()
     mu, _ = vae.encode(to_input(grid.to(device)))
     recon = to_frames(vae.decode(mu))
     vae.train()
-    plots.image_rows([grid.numpy(), recon.numpy()], ["real", "reconstruction (decoded mu)"],
-                     args.run / "plots" / f"vae_recon_epoch_{epoch:03d}.png", f"V after epoch {epoch}")
+    path = args.run / "plots" / f"vae_recon_epoch_{epoch:03d}.png"
+    plots.image_rows([grid.numpy(), recon.numpy()], ["real", "reconstruction (decoded mu)"], path, f"V after epoch {epoch}")
     plots.curves(args.run / "metrics" / "vae.csv", "step", ["loss", "val_loss"],
                  args.run / "plots" / "vae_loss.png", "V: loss per frame (squared error + KL)")
+    return path
 
