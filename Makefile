@@ -1,5 +1,5 @@
 # `make demo` runs the whole pipeline at demo scale; `make test` runs the test suite.
-# Both create .venv and install requirements.txt on first use.
+# Both create .venv and install requirements.txt on first use, at the exact versions of requirements.lock.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,19 +10,37 @@ DREAM_RUN := results/demo-carracing-dream
 DRIVER_RUN := results/driver-carracing
 DRIVER := --env carracing --preset driver --data data/driver-carracing --run $(DRIVER_RUN)
 
-.PHONY: venv demo dream-demo driver play test test-fast bench clean-demo
+.PHONY: venv demo dream-demo driver play test test-fast bench clean-demo lock
 
-$(VENV)/.installed: requirements.txt
+# requirements*.txt say what is needed; requirements.lock (a pip constraints file) says which exact version.
+LOCK := requirements.lock
+INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c $(LOCK)
+
+$(VENV)/.installed: requirements.txt $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(INSTALL) -r requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
-# Ray is optional (--backend ray); the tests cover it, so `make test` installs it.
-$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+# Optional packages the tests exercise: Ray (--backend ray), Minari and TensorBoard (docs/tools.md).
+$(VENV)/.test-installed: $(VENV)/.installed requirements-ray.txt requirements-extras.txt $(LOCK)
+	$(INSTALL) -r requirements-ray.txt -r requirements-extras.txt
 	touch $@
+
+# Upgrading on purpose: re-resolve every requirements file in a fresh venv, write the lock, then run the tests
+# that catch a drifted library (FastCarRacing against the stock env byte for byte, the store, Minari, the models).
+DRIFT_TESTS := test_fast_carracing test_store test_collect test_minari test_models test_shapeherd
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-ray.txt \
+		-r requirements-extras.txt
+	{ echo "# Exact versions of everything make and CI install (pip constraints). Written by make lock; see"; \
+	  echo "# docs/tools.md#pinned-versions."; .lock-venv/bin/pip freeze; } > $(LOCK).new
+	SDL_VIDEODRIVER=dummy .lock-venv/bin/python -m pytest -q $(addprefix tests/,$(addsuffix .py,$(DRIFT_TESTS)))
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv
 
 # The five stages on one set of flags ($(1)), C scored on $(2) fresh episodes.
 define PIPELINE
@@ -57,7 +75,7 @@ driver: venv
 play: venv
 	$(PY) 05_dream.py $(DEMO) --play
 
-test: venv $(VENV)/.ray-installed
+test: venv $(VENV)/.test-installed
 	$(PY) -m pytest -q tests
 
 # The unit-level tests (no stage run end to end): a couple of minutes, for quick iterations.

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     cores, horizons = args.cores, args.horizons
     vae_state = checkpoint.load(args.run / "vae.pt", "02_train_vae.py")
-    _, refs = open_store(args)
+    store, refs = open_store(args)
+    args.data = store.root  # a minari: dataset is copied once, into --run, and the cores read that copy
     out_dir = args.run / "cores"
     rows = []
     for core in cores:
