@@ -151,8 +151,14 @@ def _serve(recipe: bytes, conn: Connection) -> None:
         except (EOFError, KeyboardInterrupt):
             return
         try:
-            conn.send(("ok", getattr(worker, method)(*args)))
+            reply = ("ok", getattr(worker, method)(*args))
         except BaseException as e:
+            reply = ("failed", traceback.format_exception_only(e)[-1].strip())
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the stage has ended (an error, Ctrl-C) while this call ran: nobody is left to answer
+        except Exception as e:  # a result that does not pickle
             conn.send(("failed", traceback.format_exception_only(e)[-1].strip()))
 
 

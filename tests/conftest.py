@@ -38,14 +38,18 @@ def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300,
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> dict:
-    """The four stages, end to end at tiny scale on CarRacing; returns the folders and each stage's output."""
+    """The four stages, end to end at tiny scale on CarRacing; returns the folders and each stage's output.
+    They run as under nohup or CI (output to pipes, progress bars on) and with --log tensorboard, which
+    tests/test_logs.py reads."""
     base = tmp_path_factory.mktemp("pipeline")
     folders = ["--data", str(base / "data"), "--run", str(base / "run")]
     out = {"data": base / "data", "run": base / "run", "folders": folders}
-    out["collect"] = run_stage("01_collect.py", *folders, *TINY["collect"])
-    out["vae"] = run_stage("02_train_vae.py", *folders, *TINY["vae"])
-    out["mdnrnn"] = run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"])
-    out["controller"] = run_stage("04_train_controller.py", *folders, *TINY["controller"])
+    bars = {k: v for k, v in stage_env().items() if k != "TQDM_DISABLE"}
+    out["collect"] = run_stage("01_collect.py", *folders, *TINY["collect"], env=bars)
+    out["vae"] = run_stage("02_train_vae.py", *folders, *TINY["vae"], "--log", "tensorboard", env=bars)
+    out["mdnrnn"] = run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], "--log", "tensorboard", env=bars)
+    out["controller"] = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--log", "tensorboard",
+                                  env=bars)
     out["evaluate"] = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "2",
                                 "--evaluate", "3")
     return out

@@ -351,6 +351,7 @@ def test_controller_killed_between_and_during_generations_reaches_the_same_es_st
         time.sleep(random.Random(4).uniform(0, 0.5))
         kill_group(stage.proc)
     assert first <= es_generation(run) < 5
+    assert (run / ".lock").exists()  # left by the killed stage: not in the way of the next one
     out = run_stage("04_train_controller.py", *command)
     assert f"resuming from {run / 'es_state.pkl'}" in out.stdout
     assert trajectory(run) == reference_trajectory
@@ -496,7 +497,7 @@ def test_a_second_collection_into_the_same_folder_is_refused_and_a_killed_ones_l
     assert_same_dataset(data, reference_collection)
 
 
-def test_a_second_controller_on_the_same_run_is_refused_and_a_killed_ones_lock_is_not_in_the_way(
+def test_a_second_controller_on_the_same_run_is_refused(
         tiny_run, tmp_path, reference_trajectory):
     run = tmp_path / "run"
     command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2"]
@@ -509,18 +510,7 @@ def test_a_second_controller_on_the_same_run_is_refused_and_a_killed_ones_lock_i
         assert first.wait(240) == 0, first.stderr()
     assert generations(run) == [1, 2, 3, 4, 5]  # each generation once
     assert trajectory(run) == reference_trajectory
-
-    run = tmp_path / "run2"
-    command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2"]
-    with started("04_train_controller.py", *command, logs=tmp_path / "killed") as killed:
-        wait_for(lambda: len(generations(run)) >= 1, killed, "generation 1")
-        os.kill(killed.pid, signal.SIGKILL)
-        killed.wait()
-        assert (run / ".lock").exists()
-        out = run_stage("04_train_controller.py", *command)
-    assert f"resuming from {run / 'es_state.pkl'}" in out.stdout
-    assert generations(run) == [1, 2, 3, 4, 5]
-    assert trajectory(run) == reference_trajectory
+    # A killed stage's lock file is left behind, and is not in the way: see the test above, which resumes one.
 
 
 def assert_terminated_like_ctrl_c(stage, workers: list[int], folder: Path) -> None:

@@ -6,7 +6,7 @@ import io
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_stage, stage_env
+from conftest import TINY, run_stage
 from pipeline.progress import LOG_EVERY, bar
 
 
@@ -21,37 +21,25 @@ def test_a_bar_in_a_log_file_writes_its_first_and_last_state_as_plain_lines():
     assert "20000/20000" in lines[1]
 
 
-@pytest.fixture(scope="module")
-def logged_run(tmp_path_factory):
-    """01 → 04 at tiny scale with bars on (no TQDM_DISABLE), output to pipes, and --log tensorboard."""
-    base = tmp_path_factory.mktemp("logged")
-    env = {k: v for k, v in stage_env().items() if k != "TQDM_DISABLE"}
-    folders = ["--data", str(base / "data"), "--run", str(base / "run")]
-    out = {"run": base / "run", "folders": folders}
-    out["collect"] = run_stage("01_collect.py", *folders, *TINY["collect"], env=env)
-    for stage, script in (("vae", "02_train_vae.py"), ("mdnrnn", "03_train_mdnrnn.py"),
-                          ("controller", "04_train_controller.py")):
-        out[stage] = run_stage(script, *folders, *TINY[stage], "--log", "tensorboard", env=env)
-    return out
-
-
-def test_without_a_terminal_bars_are_plain_lines_and_each_generation_has_a_summary(logged_run):
+def test_without_a_terminal_bars_are_plain_lines_and_each_generation_has_a_summary(tiny_run):
     for stage in ("collect", "vae", "mdnrnn", "controller"):
-        proc = logged_run[stage]
+        proc = tiny_run[stage]
         assert "\r" not in proc.stdout + proc.stderr, stage
-    bar_lines = [line for line in logged_run["collect"].stderr.splitlines() if line.startswith("collect:")]
-    assert bar_lines[-1].startswith("collect: 100%") and 1 <= len(bar_lines) <= 2, logged_run["collect"].stderr
-    generations = [line for line in logged_run["controller"].stdout.splitlines() if line.startswith("generation ")]
+    bar_lines = [line for line in tiny_run["collect"].stderr.splitlines() if line.startswith("collect:")]
+    assert bar_lines[-1].startswith("collect: 100%") and 1 <= len(bar_lines) <= 2, tiny_run["collect"].stderr
+    epochs = [line for line in tiny_run["mdnrnn"].stderr.splitlines() if line.startswith("mdnrnn epoch")]
+    assert len(epochs) == 4 and epochs[1].startswith("mdnrnn epoch 1/2: 100%"), epochs  # first and last state
+    generations = [line for line in tiny_run["controller"].stdout.splitlines() if line.startswith("generation ")]
     assert [line.split(":")[0] for line in generations] == ["generation 1/2", "generation 2/2"]
     assert "CMA mean scored" in generations[0] and "σ" in generations[0]
-    assert "epoch 2: nll" in logged_run["mdnrnn"].stdout and "epoch 1: val loss" in logged_run["vae"].stdout
+    assert "epoch 2: nll" in tiny_run["mdnrnn"].stdout and "epoch 1: val loss" in tiny_run["vae"].stdout
 
 
 @pytest.mark.parametrize("stage,key", [("vae", "step"), ("mdnrnn", "epoch"), ("controller", "generation")])
-def test_tensorboard_holds_the_same_scalars_as_the_metrics_csv(logged_run, stage, key):
-    events = EventAccumulator(str(logged_run["run"] / "tb" / stage), size_guidance={"scalars": 0, "images": 0})
+def test_tensorboard_holds_the_same_scalars_as_the_metrics_csv(tiny_run, stage, key):
+    events = EventAccumulator(str(tiny_run["run"] / "tb" / stage), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
-    with open(logged_run["run"] / "metrics" / f"{stage}.csv", newline="") as fh:
+    with open(tiny_run["run"] / "metrics" / f"{stage}.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     tags = events.Tags()["scalars"]
     for column in rows[0]:
@@ -68,11 +56,11 @@ def test_tensorboard_holds_the_same_scalars_as_the_metrics_csv(logged_run, stage
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
-def test_log_wandb_without_wandb_is_one_line_and_writes_nothing(logged_run):
-    metrics = (logged_run["run"] / "metrics" / "controller.csv").read_bytes()
-    proc = run_stage("04_train_controller.py", *logged_run["folders"], *TINY["controller"], "--generations", "3",
+def test_log_wandb_without_wandb_is_one_line_and_writes_nothing(tiny_run):
+    metrics = (tiny_run["run"] / "metrics" / "controller.csv").read_bytes()
+    proc = run_stage("04_train_controller.py", *tiny_run["folders"], *TINY["controller"], "--generations", "3",
                      "--log", "wandb", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("--log wandb needs the wandb package: pip install wandb "
                                                          "(and wandb login), or drop the flag")
-    assert (logged_run["run"] / "metrics" / "controller.csv").read_bytes() == metrics
+    assert (tiny_run["run"] / "metrics" / "controller.csv").read_bytes() == metrics
