@@ -1,0 +1,97 @@
+"""Joint training's parts: the weighted loss, the balance recipe, the inverse model, the collapse guard."""
+import math
+
+import pytest
+import torch
+
+from models.inverse import InverseConfig, InverseModel
+from pipeline.errors import RunFailed, UsageError
+from pipeline.joint import CollapseGuard, balance, weighted
+
+
+def test_the_weighted_loss_equals_its_parts():
+    parts = {"vae": torch.tensor(2000.0, requires_grad=True), "mdn": torch.tensor(-2.0, requires_grad=True),
+             "inverse": torch.tensor(0.1, requires_grad=True)}
+    total = weighted(parts, {"vae": 0.01, "mdn": 1.0, "inverse": 3.0})
+    assert total.item() == pytest.approx(0.01 * 2000 - 2 + 3 * 0.1)
+    total.backward()  # each part's gradient is its weight
+    assert [parts[k].grad.item() for k in ("vae", "mdn", "inverse")] == pytest.approx([0.01, 1.0, 3.0])
+
+
+def test_balance_auto_gives_the_work_logs_weights_on_its_own_numbers():
+    """The log: losses down by 1800 (V), 5 (M), 2.5 (f_inv) at weight 1 → λ_vae = 1/100, λ_inv = 1."""
+    history = [{"vae": 20_000, "mdn": 3, "inverse": 3}, {"vae": 19_000, "mdn": 0.5, "inverse": 1.0},
+               {"vae": 18_200, "mdn": -2, "inverse": 0.5}]
+    chosen = balance(history)
+    assert chosen.reductions == pytest.approx({"vae": 1800, "mdn": 5, "inverse": 2.5})
+    assert chosen.weights == pytest.approx({"vae": 0.01, "mdn": 1.0, "inverse": 1.0})
+    assert chosen.weighted_reductions == pytest.approx({"vae": 18, "mdn": 5, "inverse": 2.5})
+    assert "λ_vae = 0.01" in chosen.reason and "V ≥ M ≥ f_inv" in chosen.reason
+
+
+@pytest.mark.parametrize("reductions", [(1800, 5, 2.5), (3, 40, 0.02), (7e4, 0.3, 9), (50, 50, 50), (1, 1e-3, 1e3)])
+def test_balanced_reductions_rank_v_m_f_inv_within_an_order_of_magnitude(reductions):
+    v, m, i = reductions
+    chosen = balance([{"vae": v, "mdn": m, "inverse": i}, {"vae": 0, "mdn": 0, "inverse": 0}])
+    w = chosen.weighted_reductions
+    assert w["vae"] >= w["mdn"] >= w["inverse"] * (1 - 1e-9)
+    assert w["vae"] <= 10 * w["inverse"] * (1 + 1e-9)
+    assert chosen.weights["mdn"] == 1.0
+    assert math.log10(chosen.weights["vae"]) == pytest.approx(round(math.log10(chosen.weights["vae"])))
+
+
+def test_balance_auto_refuses_a_calibration_in_which_a_loss_did_not_go_down():
+    with pytest.raises(UsageError, match="f_inv's loss did not go down during the calibration"):
+        balance([{"vae": 10, "mdn": 3, "inverse": 1}, {"vae": 9, "mdn": 2, "inverse": 1.2}])
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_the_inverse_model_learns_an_action_that_z_next_reveals(discrete):
+    """Toy dynamics z' = z + B a (+ noise): the action is recoverable from (z, z'); f_inv must find it, and not
+    from z alone (z' shuffled: chance)."""
+    torch.manual_seed(0)
+    z_dim, action_dim, n = 8, 4, 4096
+    B = torch.randn(action_dim, z_dim)
+    z = torch.randn(n, z_dim)
+    if discrete:
+        index = torch.randint(0, action_dim, (n,))
+        actions = torch.nn.functional.one_hot(index, action_dim).float()
+    else:
+        actions = torch.rand(n, action_dim) * 2 - 1
+    z_next = z + actions @ B + 0.05 * torch.randn(n, z_dim)
+    model = InverseModel(InverseConfig(z_dim, action_dim, discrete))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(400):
+        batch = torch.randint(0, n, (256,))
+        loss, _ = model.loss(z[batch], z_next[batch], actions[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        _, fit = model.loss(z, z_next, actions)
+        _, blind = model.loss(z, z_next[torch.randperm(n)], actions)
+    key = "accuracy" if discrete else "r2"
+    assert fit[key] > 0.95, fit
+    assert blind[key] < (0.4 if discrete else 0.2), blind
+
+
+def test_the_inverse_model_loss_keeps_only_the_masked_steps():
+    model = InverseModel(InverseConfig(4, 3, discrete=True))
+    z, z_next = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    actions = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 5)), 3).float()
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[0, :2] = True
+    loss, _ = model.loss(z, z_next, actions, mask)
+    expected = torch.nn.functional.cross_entropy(model(z, z_next)[0, :2], actions[0, :2].argmax(-1))
+    assert loss.item() == pytest.approx(expected.item())
+    restored = InverseModel.from_state(model.state())
+    assert torch.equal(restored(z, z_next), model(z, z_next))
+
+
+def test_the_collapse_guard_names_the_loss_that_took_over():
+    guard = CollapseGuard(recon_limit=120.0, fit_limit=0.99)
+    guard.check(recon=100.0, fit=0.8, where="epoch 1")  # healthy: nothing raised
+    with pytest.raises(RunFailed, match="at epoch 2: M's loss took over .*130 passed the limit 120"):
+        guard.check(recon=130.0, fit=0.8, where="epoch 2")
+    with pytest.raises(RunFailed, match="at epoch 3: f_inv's loss took over .*0.995 reached the limit 0.99"):
+        guard.check(recon=100.0, fit=0.995, where="epoch 3")
