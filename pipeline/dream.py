@@ -271,6 +271,12 @@ class RealEpisode:
     actions: list  # T env actions
     rewards: np.ndarray  # (T,)
     observations: list  # T+1 of the env's own observations (CarRacing: 96×96×3), as a person sees the episode
+    predicted: np.ndarray  # (T, Z): M's expected z_{t+1}, predicted at step t from z_t, a_t and its state
+
+
+def expected_z(out) -> torch.Tensor:
+    """M's mean prediction of the next z, (B, Z): each dimension's mixture mean, Σ_k π_k μ_k."""
+    return (torch.softmax(out.logit_pi, dim=-1) * out.mu).sum(-1)
 
 
 @torch.no_grad()
@@ -283,7 +289,7 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
     try:
         obs, _ = env.reset(seed=seed)
         noise = np.random.default_rng(seed)
-        frames, actions, rewards, observations = [source.preprocess(obs)], [], [], [obs]
+        frames, actions, rewards, observations, predicted = [source.preprocess(obs)], [], [], [obs], []
         state = m.initial_state(1, device)
         for t in range(steps):
             mu, logvar = vae.encode(to_input(torch.tensor(frames[-1][None], device=device)))
@@ -296,12 +302,14 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
             actions.append(action)
             rewards.append(reward)
             a = torch.from_numpy(source.encode_actions(source.stored_actions([action]))).to(device)
-            _, state = m.step(z, a, state)
+            out, state = m.step(z, a, state)
+            predicted.append(expected_z(out)[0].cpu().numpy())
             if terminated or truncated:
                 break
     finally:
         env.close()
-    return RealEpisode(np.stack(frames), actions, np.asarray(rewards, dtype=np.float32), observations)
+    return RealEpisode(np.stack(frames), actions, np.asarray(rewards, dtype=np.float32), observations,
+                       np.asarray(predicted, dtype=np.float32).reshape(len(actions), m.config.z_dim))
 
 
 @dataclass
@@ -316,6 +324,8 @@ class Comparison:
     floor: np.ndarray
     real_rewards: np.ndarray  # (T,)
     dream_rewards: np.ndarray  # (T,) M's reward head
+    recon: np.ndarray  # (T+1, 64, 64, 3): V's reconstruction of each real frame (z = mu)
+    predicted: np.ndarray  # (T, 64, 64, 3): M's one-step prediction of real frames 1…T, decoded by V
 
 
 @torch.no_grad()
@@ -336,7 +346,9 @@ def real_vs_dream(world: WorldModel, actor: Actor, seed: int, steps: int, temper
         diff = (frames.astype(np.float32) - episode.frames.astype(np.float32)) / 255.0
         return (diff ** 2).mean(axis=(1, 2, 3))
 
-    return Comparison(episode.frames, dreamed, mse(dreamed), mse(recon), episode.rewards, result.rewards[:, 0])
+    predicted = decode(vae, torch.from_numpy(episode.predicted).to(device))
+    return Comparison(episode.frames, dreamed, mse(dreamed), mse(recon), episode.rewards, result.rewards[:, 0], recon,
+                      predicted)
 
 
 @torch.no_grad()

@@ -159,6 +159,27 @@ def comparison_film(real: np.ndarray, dreamed: np.ndarray, plot: np.ndarray, col
     return out
 
 
+def world_view_film(real: np.ndarray, recon: np.ndarray, predicted: np.ndarray, title: str,
+                    every: int = 1) -> list[Image.Image]:
+    """What the world model sees, frame by frame: the real frame, V's reconstruction of it and M's prediction
+    of it made one step earlier (none at t = 0), side by side, every ``every``-th step."""
+    panels = [upscale(x, COMPARISON_SCALE) for x in (real, recon)]
+    blank = np.full_like(predicted[:1], 24)
+    panels.append(upscale(np.concatenate([blank, predicted]), COMPARISON_SCALE))
+    size = panels[0].shape[2]
+    labels = ("real env", "V: reconstruction", "M: one-step prediction")
+    out = []
+    for t in range(0, len(real), every):
+        img = Image.new("RGB", (3 * size, 2 * CAPTION_PX + panels[0].shape[1]), (24, 24, 24))
+        draw = ImageDraw.Draw(img)
+        for i, (label, panel) in enumerate(zip(labels, panels)):
+            draw.text((i * size + 4, 2), label, fill=(235, 235, 235), font=_font())
+            img.paste(Image.fromarray(panel[t]), (i * size, CAPTION_PX))
+        draw.text((4, CAPTION_PX + panels[0].shape[1] + 2), f"{title}   t {t}", fill=(235, 235, 235), font=_font())
+        out.append(img)
+    return out
+
+
 def latent_sweep_rows(decode, base: np.ndarray, dims: Sequence[int], values: np.ndarray) -> list[np.ndarray]:
     """For each dim d: frames (len(values), 64, 64, 3) decoded from ``base`` (Z,) with z[d] set to each value.
     ``decode`` maps z (N, Z) float32 → frames (N, 64, 64, 3) uint8."""
@@ -353,13 +374,19 @@ def build(run: Path) -> str:
     else:
         s.append("<p class='note'>No dreams yet: run <code>05_dream.py</code>.</p>")
 
-    s.append("<h2>Real against dream</h2>")
     comparison = summary.get("real_vs_dream")
     driving = summary.get("driving")
     if (dreams_dir / "driving.gif").exists() and driving:
         s.append(f"<h2>The controller driving</h2><p>One whole real episode ({driving['steps']} steps, return "
                  f"{driving['return']:.1f}, episode seed {driving['seed']}), every {driving.get('every', 1)}th frame.</p>")
         s.append(_img(dreams_dir / "driving.gif", "the controller in the real env", 2 * 96, pixelated=True))
+    if (dreams_dir / "world_view.gif").exists() and comparison:
+        s.append("<h2>What the world model sees</h2><p>The real episode below, frame by frame: the real frame, V's "
+                 "reconstruction of it, and M's prediction of it made one step earlier from the previous z, the "
+                 "action and its state (the mean of its mixture, decoded by V).</p>")
+        s.append(_img(dreams_dir / "world_view.gif", "real | V's reconstruction | M's one-step prediction",
+                      pixelated=True))
+    s.append("<h2>Real against dream</h2>")
     if (dreams_dir / "real_vs_dream.gif").exists() and comparison:
         s.append(f"<p>One real episode (seed {comparison['seed']}, driven by {html.escape(comparison['driver'])}) and M's "
                  f"open-loop dream of the same actions from the same first frame. Real return "

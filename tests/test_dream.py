@@ -17,10 +17,10 @@ import envs
 from conftest import run_stage
 from data import latents as latent_data
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig
-from models.vae import ConvVAE, VAEConfig
+from models.vae import ConvVAE, VAEConfig, sample_z, to_input
 from pipeline import play, report
 from pipeline.agent import WorldModel
-from pipeline.dream import DreamPlayer, StartFrames, dream, scripted_actor
+from pipeline.dream import DreamPlayer, StartFrames, dream, expected_z, play_real, policy_actor, scripted_actor
 
 DREAM = ["--pop", "4", "--trials", "2", "--steps", "30", "--workers", "1", "--in", "dream", "--real-every", "2",
          "--eval-episodes", "2", "--device", "cpu"]
@@ -144,7 +144,7 @@ def test_05_writes_every_output(dreamed):
     d = run / "dreams"
     for name in ("reconstructions.png", "latent_sweep.png", "real_vs_dream_error.png"):
         assert Image.open(d / name).size[0] > 200, name
-    for name in ("dream_0.gif", "dream_1.gif", "real_vs_dream.gif"):
+    for name in ("dream_0.gif", "dream_1.gif", "real_vs_dream.gif", "world_view.gif"):
         with Image.open(d / name) as gif:
             assert gif.format == "GIF" and gif.n_frames > 1, name
     with Image.open(d / "real_vs_dream.gif") as gif:
@@ -159,7 +159,9 @@ def test_05_writes_every_output(dreamed):
     page = (run / "report.html").read_text()
     assert "Content-Security-Policy" in page
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # self-contained: no external requests
-    assert page.count("data:image/gif;base64,") == 4  # 2 dreams, real vs dream, the controller driving
+    assert page.count("data:image/gif;base64,") == 5  # 2 dreams, the driving, the world's view, real vs dream
+    with Image.open(d / "world_view.gif") as gif:  # real | V's reconstruction | M's one-step prediction, t = 0…20
+        assert gif.n_frames == 21 and gif.size[0] == 3 * 64 * report.COMPARISON_SCALE
     driving = summary["driving"]
     assert driving["steps"] == 30 and Image.open(run / "dreams" / "driving.gif").size == (192, 192 + report.CAPTION_PX)
 
@@ -218,3 +220,25 @@ def test_05_help_and_a_missing_run():
     proc = run_stage("05_dream.py", "--run", "/nonexistent/run", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "vae.pt not found" in proc.stderr
+
+
+def test_ms_one_step_prediction_is_its_mixture_mean(tiny_run):
+    """expected_z on a hand-made mixture, then play_real's record against M run again over the same episode."""
+    logit_pi = torch.log(torch.tensor([[[0.25, 0.75], [1.0, 1e-12]]]))
+    mu = torch.tensor([[[1.0, 3.0], [-2.0, 5.0]]])
+    out = MDNOutput(logit_pi, mu, torch.zeros_like(mu), torch.zeros(1), torch.zeros(1))
+    assert expected_z(out)[0].tolist() == pytest.approx([2.5, -2.0])
+
+    world = WorldModel.load(tiny_run["run"], "carracing")
+    episode = play_real(world, policy_actor(world.source, "brownian", 1, 3), seed=3, steps=12)
+    assert episode.predicted.shape == (12, world.vae.z_dim)
+    # M's state depends on the sampled z it read; replaying needs those samples, drawn from the seed as play_real did.
+    noise = np.random.default_rng(3)
+    state = world.mdnrnn.initial_state(1)
+    with torch.no_grad():
+        for t, action in enumerate(episode.actions):
+            mu_v, logvar = world.vae.encode(to_input(torch.from_numpy(episode.frames[t][None])))
+            z = sample_z(mu_v, logvar, torch.from_numpy(noise.standard_normal(mu_v.shape, dtype=np.float32)))
+            a = torch.from_numpy(world.source.encode_actions(world.source.stored_actions([action])))
+            out, state = world.mdnrnn.step(z, a, state)
+            np.testing.assert_allclose(expected_z(out)[0].numpy(), episode.predicted[t], rtol=1e-5, atol=1e-6)

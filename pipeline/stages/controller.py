@@ -43,7 +43,6 @@ from pipeline.dream import DreamPlayer
 from pipeline.errors import RunFailed, UsageError
 from pipeline.evolution import ESState, Evaluator, Scoring
 from pipeline.metrics import CsvLog
-from pipeline.progress import bar as progress_bar
 from pipeline.runconfig import atomic_write_text, check_resume, latents_path, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
@@ -144,7 +143,7 @@ def _run(args: argparse.Namespace) -> None:
     # Left by an exception (Ctrl-C, SIGTERM, a failed run), the workers are ended at once.
     with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
                    args.backend, args.address) as evaluator, watch:
-        for generation in progress_bar(range(state.generation + 1, args.generations + 1), initial=state.generation,
+        for generation in progress.bar(range(state.generation + 1, args.generations + 1), initial=state.generation,
                                        total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
             start = time.monotonic()
             candidates = np.asarray(state.es.ask())

@@ -7,7 +7,9 @@ Writes <run>/dreams/: reconstructions.png (real frames and V's reconstructions),
 latent dimensions swept), dream_<i>.gif (dreams from real frames, rolled forward by M alone at --temperature,
 driven by the trained controller when there is one, else by the collection policy; also .mp4 when ffmpeg is
 available), real_vs_dream.gif and real_vs_dream_error.png (one real episode and M's dream of the same
-actions), summary.json; then <run>/report.html, one self-contained page with the whole run.
+actions), world_view.gif (that real episode as the world model sees it: each real frame, V's reconstruction and
+M's one-step prediction side by side), driving.gif (the controller's whole real episode), summary.json; then
+<run>/report.html, one self-contained page with the whole run.
 """
 from __future__ import annotations
 
@@ -200,6 +202,9 @@ def show_real_vs_dream(world: WorldModel, actor: Actor, driver: str, args) -> di
     film = report.comparison_film(c.real, c.dream, plot, columns, args.temperature)
     report.save_gif(film, args.run / "dreams" / "real_vs_dream.gif")
     report.save_mp4(film, args.run / "dreams" / "real_vs_dream.mp4")
+    view = report.world_view_film(c.real, c.recon, c.predicted, f"driven by {driver}")
+    report.save_gif(view, args.run / "dreams" / "world_view.gif")
+    report.save_mp4(view, args.run / "dreams" / "world_view.mp4")
     return {"seed": args.seed, "driver": driver, "steps": len(c.real) - 1, "real_return": float(c.real_rewards.sum()),
             "dream_return": float(c.dream_rewards.sum()), "mean_error": float(c.error[1:].mean()),
             "mean_floor": float(c.floor.mean()), "error": c.error.tolist(), "floor": c.floor.tolist()}
