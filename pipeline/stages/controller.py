@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from pipeline import checkpoint, cli, live, lock, plots, progress
+from pipeline import checkpoint, cli, live, lock, plots, ppo, progress
 from pipeline import device as devices
 from pipeline.agent import WorldModel
 from pipeline.cli import (
@@ -43,7 +43,7 @@ from pipeline.dream import DreamPlayer
 from pipeline.errors import RunFailed, UsageError
 from pipeline.evolution import ESState, Evaluator, Scoring
 from pipeline.metrics import CsvLog
-from pipeline.runconfig import atomic_write_text, check_resume, latents_path, save_stage_config
+from pipeline.runconfig import atomic_write_text, check_resume, latents_path, load_config, save_stage_config
 from pipeline.seeding import Purpose, episode_seeds
 
 # One header for both modes, so a run can switch between them and resume. best/mean/worst: fitness where C
@@ -53,7 +53,7 @@ from pipeline.seeding import Purpose, episode_seeds
 # What may differ when a run resumes: how long, where and how it is watched, and where candidates are scored
 # (a run may switch between the env and the dream), how many episodes score a candidate (more trials late cut
 # the ranking noise) and how the CMA mean is scored for selection; not the ES itself.
-MAY_CHANGE = {"generations", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
+MAY_CHANGE = {"generations", "timesteps", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
               "eval_episodes", "evaluate", "train_in", "temperature", "real_every", "warmup", "device", "log"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
@@ -61,6 +61,11 @@ FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std
 
 def parser() -> Parser:
     p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--algo", choices=["cmaes", "ppo"],
+                   help="how C learns: CMA-ES on a linear C (the paper's), or PPO from Stable-Baselines3 on the same "
+                        "[z, h] (pipeline/ppo.py); default: the run's, else cmaes")
+    p.add_argument("--timesteps", type=positive_int, default=1_000_000, help="PPO: env steps to train for in total")
+    p.add_argument("--n-steps", type=positive_int, default=1024, help="PPO: steps of each env per iteration")
     p.add_argument("--pop", type=cli.episodes, default=64, help="CMA-ES population size")
     p.add_argument("--trials", type=cli.episodes, default=16, help="episodes per candidate; fitness = mean return")
     p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size (x0 = 0)")
@@ -98,6 +103,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.evaluate and args.train_in == "dream":
         p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
     only_with(p, args, ["--temperature", "--real-every", "--warmup"], args.train_in == "dream", "with --in dream")
+    args.algo = args.algo or load_config(args.run).get("controller", {}).get("algo") or "cmaes"
+    only_with(p, args, ["--timesteps", "--n-steps"], args.algo == "ppo", "with --algo ppo")
+    if args.algo == "ppo" and args.train_in == "dream":
+        p.error("argument --in: PPO learns in the real env here; drop --in dream (or use --algo cmaes)")
     args.steps = args.steps or args.source.default_max_steps
     return args
 
@@ -112,8 +121,15 @@ def _run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
 
     world = WorldModel.load(args.run, args.env, args.state)  # fails early, with the script to run, if V or M is missing
+    for algo, state_file in (("cmaes", "es_state.pkl"), ("ppo", ppo.CHECKPOINT)):
+        if algo != args.algo and (args.run / state_file).exists():
+            raise UsageError(f"{args.run} holds a controller trained with --algo {algo} ({state_file}): pass --algo "
+                             f"{algo} to continue or score it, or a new --run")
     if args.evaluate:
         evaluate(args, world)
+        return
+    if args.algo == "ppo":
+        train_ppo(args, world)
         return
     dim = world.num_params
     es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
@@ -236,19 +252,38 @@ def save_controller(path, world: WorldModel, state: ESState, trained_in: str) ->
     })
 
 
+def train_ppo(args, world: WorldModel) -> None:
+    """--algo ppo: the metrics and the run's config as CMA-ES keeps them; the training is pipeline/ppo.py's."""
+    per_iteration = args.n_steps * args.workers
+    done = 0
+    if (args.run / ppo.CHECKPOINT).exists():
+        check_resume(args.run, "controller", args, MAY_CHANGE - {"workers"})
+        done = ppo.sb3().PPO.load(args.run / ppo.CHECKPOINT, device="cpu").num_timesteps // per_iteration
+    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=done)
+    save_stage_config(args.run, "controller", args, controller_in=world.controller_in,
+                      controller_out=world.controller_out)
+    ppo.train(args, world, log, progress.write)
+    plot_fitness(args.run, False, scored=True)
+
+
 def evaluate(args, world: WorldModel) -> None:
-    ctrl = checkpoint.load(args.run / "controller.pt", "04_train_controller.py")
-    if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
-        raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
-                         f"run give {world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
-    with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                   args.backend, args.address) as evaluator:
-        # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
-        seeds = episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate)
-        scores, _ = evaluator.scores(ctrl["params"].numpy(), seeds, args.trials)
+    seeds = episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate)
+    if args.algo == "ppo":
+        scores, params_from = ppo.evaluate(args, world), f"the PPO policy that scored best ({ppo.BEST})"
+    else:
+        ctrl = checkpoint.load(args.run / "controller.pt", "04_train_controller.py")
+        if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
+            raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
+                             f"run give {world.controller_in} → {world.controller_out}: retrain it with "
+                             "04_train_controller.py")
+        with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                       args.backend, args.address) as evaluator:
+            # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
+            scores, _ = evaluator.scores(ctrl["params"].numpy(), seeds, args.trials)
+        params_from = ctrl["params_from"]
     result = {"episodes": args.evaluate, "mean": float(scores.mean()), "std": float(scores.std()),
               "min": float(scores.min()), "max": float(scores.max()), "seed": args.seed, "steps": args.steps,
-              "params_from": ctrl["params_from"], "returns": scores.tolist()}
+              "params_from": params_from, "returns": scores.tolist()}
     atomic_write_text(args.run / "controller_eval.json", json.dumps(result, indent=2))
     print(f"controller score over {args.evaluate} episodes of at most {args.steps} steps: "
           f"{scores.mean():.1f} ± {scores.std():.1f} (min {scores.min():.1f}, max {scores.max():.1f})")

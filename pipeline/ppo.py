@@ -1,0 +1,193 @@
+"""C trained by PPO instead of CMA-ES: ``04_train_controller.py --algo ppo``.
+
+PPO is Stable-Baselines3's (``stable_baselines3.PPO``, an MLP policy and value function of two 64-unit layers,
+its defaults), not written here. What is ours is the environment it learns in: ``FeatureEnv``, the real env as
+C sees it. Each observation is C's usual input [z, h]: V's sample of the frame's latent and M's state after
+reading the previous z and action; each action is a point of [-1, 1]^A mapped by the source as C's outputs
+are (CarRacing: steering, gas, brake), or one of a discrete action set.
+
+Episodes of env ``i`` play from the TRIALS seeds of index ``i`` (``pipeline.seeding``); the policy kept is
+scored every ``--eval-every`` iterations on SELECTION seeds, and ``--evaluate N`` scores it on the same
+EVALUATE seeds as a CMA-ES controller, so the two are compared on the same episodes.
+
+Files in the run: ``ppo.zip`` (SB3's checkpoint, with the optimiser, written after every iteration: a run
+resumes from its last iteration, the episodes in flight starting over) and ``ppo_best.zip`` (the policy that
+scored best on the selection episodes: the one ``--evaluate`` scores). Rows go to ``metrics/controller.csv``
+as CMA-ES's generations do, one per iteration (``--n-steps`` steps of each of ``--workers`` envs).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from models.vae import sample_z, to_input
+from pipeline.agent import WorldModel
+from pipeline.errors import UsageError
+from pipeline.seeding import Purpose, episode_seeds
+
+CHECKPOINT, BEST = "ppo.zip", "ppo_best.zip"
+
+
+def sb3():
+    try:
+        import stable_baselines3
+    except ImportError:
+        raise UsageError("--algo ppo needs Stable-Baselines3: pip install stable-baselines3 (see "
+                         "requirements-extras.txt), or use --algo cmaes") from None
+    return stable_baselines3
+
+
+class FeatureEnv(gym.Env):
+    """The real env of ``world.source`` seen through V and M: observations [z, h], C's action space."""
+
+    def __init__(self, world: WorldModel, max_steps: int, seed: int = 0, index: int = 0):
+        """Episodes without an explicit reset seed play from ``episode_seeds(seed, TRIALS, index, …)``."""
+        self.world, self.env = world, world.source.make(max_steps)
+        self.seed_base, self.index, self.episodes = seed, index, 0
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (world.controller_in,), np.float32)
+        source = world.source
+        self.action_space = (gym.spaces.Discrete(source.action_dim) if source.discrete
+                             else gym.spaces.Box(-1.0, 1.0, (source.action_dim,), np.float32))
+        self.z = self.state = self.noise = None
+
+    @torch.no_grad()
+    def _see(self, obs) -> np.ndarray:
+        """A new frame: V's sampled z (noise from the episode's own generator, as ``Player`` draws it), and the
+        observation [z, h]."""
+        frame = torch.from_numpy(np.array(self.world.source.preprocess(obs)[None]))
+        mu, logvar = self.world.vae.encode(to_input(frame))
+        eps = torch.from_numpy(self.noise.standard_normal(mu.shape, dtype=np.float32))
+        self.z = sample_z(mu, logvar, eps)
+        features = torch.cat([self.z, self.world.mdnrnn.controller_features(self.state)], dim=1)
+        return features[0].numpy().astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        if seed is None:
+            seed = episode_seeds(self.seed_base, Purpose.TRIALS, self.index, self.episodes + 1)[-1]
+        self.episodes += 1
+        obs, info = self.env.reset(seed=int(seed))
+        self.noise = np.random.default_rng(int(seed))
+        self.state = self.world.mdnrnn.initial_state(1)
+        return self._see(obs), info
+
+    @torch.no_grad()
+    def step(self, action):
+        source = self.world.source
+        env_action = int(action) if source.discrete else source.controller_action(np.asarray(action, np.float32))
+        obs, reward, terminated, truncated, info = self.env.step(env_action)
+        a = torch.from_numpy(source.encode_actions(source.stored_actions([env_action])))
+        _, self.state = self.world.mdnrnn.step(self.z, a, self.state)
+        return self._see(obs), float(reward), terminated, truncated, info
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def play(model, env: FeatureEnv, seeds: list[int]) -> tuple[np.ndarray, int]:
+    """The returns of the deterministic policy ``model`` over episodes reset with ``seeds``, and the steps taken."""
+    returns, steps = [], 0
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, steps = total + reward, steps + 1
+            done = terminated or truncated
+        returns.append(total)
+    return np.asarray(returns), steps
+
+
+def train(args: argparse.Namespace, world: WorldModel, log, progress_write) -> None:
+    """PPO for ``args.timesteps`` env steps in total (a resumed run continues to that total)."""
+    base = sb3()
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    run: Path = args.run
+    per_iteration = args.n_steps * args.workers
+    start = base.PPO.load(run / CHECKPOINT, device="cpu").num_timesteps if (run / CHECKPOINT).exists() else 0
+    # Env i's episode seeds: a stream of its own, and a new one each time the run resumes (none played twice).
+    first = start // per_iteration * args.workers
+    envs_ = DummyVecEnv([lambda i=i: Monitor(FeatureEnv(world, args.steps, args.seed, first + i))
+                         for i in range(args.workers)])
+    scorer = FeatureEnv(world, args.steps, args.seed)
+    if start:
+        model = base.PPO.load(run / CHECKPOINT, env=envs_, device="cpu")
+        print(f"resuming from {run / CHECKPOINT}: {model.num_timesteps:,} steps")
+    else:
+        model = base.PPO("MlpPolicy", envs_, n_steps=args.n_steps, batch_size=min(64, per_iteration), seed=args.seed,
+                         device="cpu", verbose=0)
+    best = _best_score(log)
+
+    class Rows(BaseCallback):
+        """One metrics row per iteration; the checkpoint; every --eval-every iterations, the selection score."""
+
+        def _on_training_start(self) -> None:
+            self.start, self.finished = time.monotonic(), []
+
+        def _on_step(self) -> bool:
+            self.finished += [info["episode"]["r"] for info in self.locals["infos"] if "episode" in info]
+            return True
+
+        def _on_rollout_end(self) -> None:
+            nonlocal best
+            iteration = self.model.num_timesteps // per_iteration
+            row, finished = {"generation": iteration, "env_steps": per_iteration}, self.finished
+            if finished:
+                row.update(best=max(finished), mean=float(np.mean(finished)), worst=min(finished))
+            if iteration % args.eval_every == 0 or self.model.num_timesteps >= args.timesteps:
+                seeds = episode_seeds(args.seed, Purpose.SELECTION, iteration, args.eval_episodes)
+                scores, steps = play(self.model, scorer, seeds)
+                row.update(eval_mean=scores.mean(), eval_std=scores.std(), env_steps=per_iteration + steps)
+                if scores.mean() > best:
+                    best = float(scores.mean())
+                    self.model.save(run / BEST)
+            row["seconds"] = time.monotonic() - self.start
+            log.write(**row)
+            self.model.save(run / CHECKPOINT)
+            if not (run / BEST).exists():
+                self.model.save(run / BEST)
+            shown = f", kept policy scored {row['eval_mean']:.1f} ± {row['eval_std']:.1f}" if "eval_mean" in row else ""
+            returns = f"episodes {row['mean']:.1f} (best {row['best']:.1f})" if finished else "no episode ended"
+            progress_write(f"iteration {iteration}: {self.model.num_timesteps:,} steps, {returns}{shown}")
+            self.start, self.finished = time.monotonic(), []
+
+    remaining = args.timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=Rows(), reset_num_timesteps=False)
+    envs_.close()
+    scorer.close()
+    print(f"PPO trained for {model.num_timesteps:,} env steps: {run / CHECKPOINT} (best-scoring policy: {run / BEST}, "
+          f"selection score {best:.1f})")
+
+
+def _best_score(log) -> float:
+    """The best selection score in the metrics kept from an earlier run (-inf if none)."""
+    import csv
+
+    if not log.path.exists():
+        return -np.inf
+    with open(log.path, newline="") as fh:
+        scores = [float(r["eval_mean"]) for r in csv.DictReader(fh) if r.get("eval_mean")]
+    return max(scores, default=-np.inf)
+
+
+def evaluate(args: argparse.Namespace, world: WorldModel) -> np.ndarray:
+    """``--evaluate N`` for a PPO run: the kept policy on the EVALUATE seeds, the same as a CMA-ES controller's."""
+    path = args.run / BEST
+    if not path.exists():
+        raise UsageError(f"{path} is missing: train C with 04_train_controller.py --algo ppo first")
+    model = sb3().PPO.load(path, device="cpu")
+    env = FeatureEnv(world, args.steps, args.seed)
+    try:
+        return play(model, env, episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate))[0]
+    finally:
+        env.close()
