@@ -14,10 +14,25 @@ and ``CollapseGuard`` stops a run in which one of the two failures shows.
 """
 from __future__ import annotations
 
+import copy
 import math
+import shutil
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
+from data import latents as latent_data
+from data.frames import split
+from data.store import read_episode
+from models.inverse import InverseConfig, InverseModel
+from models.mdnrnn import MDNRNN
+from models.vae import ConvVAE, sample_z, to_input
+from pipeline import checkpoint, plots
 from pipeline.errors import RunFailed, UsageError
+from pipeline.metrics import CsvLog
+from pipeline.progress import bar, write
+from pipeline.training import Averages, check_finite, check_weights, mdn_terms
 
 PARTS = ("vae", "mdn", "inverse")  # in the order the recipe prefers their reductions
 NAMES = {"vae": "V", "mdn": "M", "inverse": "f_inv"}
@@ -86,8 +101,15 @@ class CollapseGuard:
     recon_limit: float
     fit_limit: float
 
-    def check(self, recon: float, fit: float, where: str) -> None:
-        """Raise ``RunFailed`` (one line) if the run has collapsed at ``where`` (e.g. "epoch 3")."""
+    def check(self, recon: float, fit: float, reductions: dict[str, float], where: str) -> None:
+        """Raise ``RunFailed`` (one line) if the run has collapsed at ``where`` (e.g. "epoch 3"). ``reductions``:
+        the weighted reductions of M's and f_inv's losses so far; when V's reconstruction gives way, the larger
+        one is the loss that took over."""
+        if recon > self.recon_limit and reductions["inverse"] > reductions["mdn"]:
+            raise RunFailed(f"joint training collapsed at {where}: f_inv's loss took over (V's reconstruction loss "
+                            f"{recon:.4g} passed the limit {self.recon_limit:.4g} while f_inv's weighted reduction, "
+                            f"{reductions['inverse']:.3g}, outgrew M's, {reductions['mdn']:.3g}: z is turning into the "
+                            "action); the last good checkpoint is kept: lower --inverse-weight, or use --balance auto")
         if fit >= self.fit_limit:
             raise RunFailed(f"joint training collapsed at {where}: f_inv's loss took over (its fit {fit:.3f} reached "
                             f"the limit {self.fit_limit:g}: z holds the action and little of the frame; V's "
@@ -98,3 +120,205 @@ class CollapseGuard:
                             f"{recon:.4g} passed the limit {self.recon_limit:.4g}: V is drifting to frames M "
                             f"predicts easily; f_inv's fit {fit:.3f}); the last good checkpoint is kept: "
                             "raise --vae-weight, or use --balance auto")
+
+
+# -- the training loop: 03_train_mdnrnn.py --joint -------------------------------------------------------------
+
+@dataclass
+class FrameEpisode:
+    """One episode as joint training reads it: frames, not V's codes, since V changes."""
+
+    id: int
+    frames: np.ndarray  # (T+1, 64, 64, 3) uint8
+    actions: np.ndarray  # (T, A) as M reads them (one-hot for discrete actions)
+    rewards: np.ndarray  # (T,)
+    terminations: np.ndarray  # (T,)
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+
+def frame_batch(episodes: list[FrameEpisode], picks: list[tuple[int, int]], seq_len: int) -> dict[str, torch.Tensor]:
+    """The windows ``picks`` (``data.latents.windows``) padded to ``seq_len``: frames (B, L+1, 64, 64, 3),
+    actions (B, L, A), rewards, dones and mask (B, L)."""
+    b, a_dim = len(picks), episodes[0].actions.shape[1]
+    frames = np.zeros((b, seq_len + 1, *episodes[0].frames.shape[1:]), np.uint8)
+    actions = np.zeros((b, seq_len, a_dim), np.float32)
+    rewards, dones, mask = (np.zeros((b, seq_len), np.float32) for _ in range(3))
+    for j, (i, s) in enumerate(picks):
+        ep = episodes[i]
+        n = min(seq_len, ep.length - s)
+        frames[j, : n + 1] = ep.frames[s: s + n + 1]
+        actions[j, :n] = ep.actions[s: s + n]
+        rewards[j, :n] = ep.rewards[s: s + n]
+        dones[j, :n] = ep.terminations[s: s + n]
+        mask[j, :n] = 1
+    t = torch.from_numpy
+    return {"frames": t(frames), "actions": t(actions), "rewards": t(rewards), "dones": t(dones), "mask": t(mask)}
+
+
+def joint_terms(vae: ConvVAE, m: MDNRNN, inverse: InverseModel, b: dict, weights: dict, device: torch.device,
+                done_weight: float) -> dict:
+    """The three losses on a batch of frame windows, their weighted sum (``loss``) and f_inv's fit. V's loss is
+    stage 02's, over the frames the windows hold; M's is stage 03's on z sampled from V now, so its gradient
+    reaches V; f_inv's reads the same z."""
+    frames, mask = b["frames"].to(device), b["mask"].to(device)
+    batch, steps = frames.shape[:2]
+    x = to_input(frames.reshape(-1, *frames.shape[2:]))
+    mu, logvar = vae.encode(x)
+    z = sample_z(mu, logvar, torch.randn_like(mu))
+    held = torch.cat([mask[:, :1], mask], dim=1).reshape(-1).bool()  # frame 0 and each frame a step led to
+    v = vae.loss(x[held], vae.decode(z[held]), mu[held], logvar[held])
+    z = z.view(batch, steps, -1)
+    m_batch = {"z": z[:, :-1], "z_next": z[:, 1:], "actions": b["actions"].to(device),
+               "rewards": b["rewards"].to(device), "dones": b["dones"].to(device), "mask": mask}
+    m_terms = mdn_terms(m, m_batch, device, done_weight)
+    inv_loss, fit = inverse.loss(z[:, :-1], z[:, 1:], m_batch["actions"], mask)
+    parts = {"vae": v["loss"], "mdn": m_terms["loss"], "inverse": inv_loss}
+    return {"loss": weighted(parts, weights), **parts, "recon": v["recon"], "nll": m_terms["nll"],
+            "fit": torch.tensor(next(iter(fit.values())))}
+
+
+def step(modules: tuple, opt: torch.optim.Optimizer, b: dict, weights: dict, device: torch.device,
+         grad_clip: float, done_weight: float) -> dict:
+    """One Adam step of V, M and f_inv together on the weighted loss; returns the terms, detached."""
+    terms = joint_terms(*modules, b, weights, device, done_weight)
+    opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    torch.nn.utils.clip_grad_norm_([p for mod in modules for p in mod.parameters()], grad_clip)
+    opt.step()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+@torch.no_grad()
+def validate(modules: tuple, episodes: list[FrameEpisode], seq_len: int, batch: int, weights: dict,
+             device: torch.device, done_weight: float, seed: int) -> dict[str, float]:
+    """The terms over every window of ``episodes``, z drawn with a fixed seed (comparable across epochs)."""
+    rng = np.random.default_rng(seed)
+    picks = latent_data.windows(episodes, seq_len, rng)
+    torch.manual_seed(seed)
+    totals: dict[str, float] = {}
+    for s in range(0, len(picks), batch):
+        terms = joint_terms(*modules, frame_batch(episodes, picks[s: s + batch], seq_len), weights, device,
+                            done_weight)
+        for k, v in terms.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * len(picks[s: s + batch])
+    return {k: v / len(picks) for k, v in totals.items()}
+
+
+FIELDS = ["epoch", "step", *PARTS, "recon", "nll", "fit", *(f"val_{k}" for k in (*PARTS, "recon", "nll", "fit")),
+          *(f"weighted_reduction_{k}" for k in PARTS), *(f"weight_{k}" for k in PARTS)]
+
+
+def load_episodes(refs, source) -> list[FrameEpisode]:
+    out = []
+    for ref in refs:
+        ep = read_episode(ref)
+        out.append(FrameEpisode(ep.id, ep.observations, source.encode_actions(ep.actions), ep.rewards,
+                                ep.terminations))
+    return out
+
+
+def calibrate(modules: tuple, episodes: list[FrameEpisode], args, device: torch.device) -> Balance:
+    """``--calibration-steps`` steps on copies of the three models with every weight at 1, then ``balance`` on
+    the losses at the start and the end (each the mean over a tenth of the steps, for less noise)."""
+    trial = tuple(copy.deepcopy(mod) for mod in modules)
+    opt = torch.optim.Adam([p for mod in trial for p in mod.parameters()], lr=args.lr)
+    ones = {k: 1.0 for k in PARTS}
+    rng = np.random.default_rng([args.seed, 10**6])
+    picks = latent_data.windows(episodes, args.seq_len, rng)
+    history = []
+    for _ in range(args.calibration_steps):
+        chosen = [picks[j] for j in rng.integers(0, len(picks), args.batch)]
+        terms = step(trial, opt, frame_batch(episodes, chosen, args.seq_len), ones, device, args.grad_clip,
+                     args.done_weight)
+        history.append({k: float(terms[k]) for k in PARTS})
+    tenth = max(1, len(history) // 10)
+    ends = [{k: float(np.mean([h[k] for h in part])) for k in PARTS} for part in (history[:tenth], history[-tenth:])]
+    return balance(ends)
+
+
+def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
+    """Train V, M and f_inv together into ``args.run``; returns V's new state. Resumes from ``joint.pt``.
+
+    Writes vae.pt (the joint V; stage 02's is kept as vae_stagewise.pt), mdnrnn.pt, inverse.pt,
+    metrics/joint.csv and plots/joint_losses.png, plots/joint_balance.png."""
+    run, source = args.run, args.source
+    train_refs, val_refs = split(refs, args.val_fraction)
+    train_eps, val_eps = load_episodes(train_refs, source), load_episodes(val_refs or train_refs, source)
+    vae = ConvVAE.from_state(vae_state).to(device)
+    m = MDNRNN(config).to(device)
+    inverse = InverseModel(InverseConfig(config.z_dim, config.action_dim, source.discrete)).to(device)
+    modules = (vae, m, inverse)
+    opt = torch.optim.Adam([p for mod in modules for p in mod.parameters()], lr=args.lr)
+    ckpt = run / "joint.pt"
+    if ckpt.exists():
+        state = checkpoint.load(ckpt, "03_train_mdnrnn.py --joint")
+        for mod, key in zip(modules, ("vae", "mdnrnn", "inverse")):
+            mod.load_state_dict(state[key])
+        opt.load_state_dict(state["optimizer"])
+        weights, limits, baseline = (state["config"][k] for k in ("weights", "limits", "baseline"))
+        progress = state["progress"]
+        print(f"resuming joint training from {ckpt}: epoch {progress['epoch']}")
+    else:
+        if not (run / "vae_stagewise.pt").exists():
+            shutil.copyfile(run / "vae.pt", run / "vae_stagewise.pt")
+        weights = {"vae": args.vae_weight, "mdn": 1.0, "inverse": args.inverse_weight}
+        if args.balance == "auto":
+            chosen = calibrate(modules, train_eps, args, device)
+            weights = chosen.weights
+            print(f"--balance auto: {chosen.reason}")
+        baseline = validate(modules, val_eps, args.seq_len, args.batch, weights, device, args.done_weight, args.seed)
+        limits = {"recon": args.collapse_recon * baseline["recon"], "fit": args.collapse_fit}
+        progress = {"epoch": 0, "step": 0}
+    guard = CollapseGuard(limits["recon"], limits["fit"])
+    print(f"joint training with λ_vae = {weights['vae']:.3g}, λ_inv = {weights['inverse']:.3g}; stops if V's "
+          f"reconstruction loss passes {limits['recon']:.4g} or f_inv's fit reaches {limits['fit']:g}")
+    log = CsvLog(run / "metrics" / "joint.csv", FIELDS, key="epoch", resume_after=progress["epoch"])
+    for epoch in range(progress["epoch"], args.epochs):
+        rng = np.random.default_rng([args.seed, epoch])
+        torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
+        picks = latent_data.windows(train_eps, args.seq_len, rng)
+        order = rng.permutation(len(picks))
+        avg = Averages()
+        for s in bar(range(0, len(order), args.batch), desc=f"joint epoch {epoch + 1}/{args.epochs}"):
+            chosen = [picks[i] for i in order[s: s + args.batch]]
+            terms = step(modules, opt, frame_batch(train_eps, chosen, args.seq_len), weights, device, args.grad_clip,
+                         args.done_weight)
+            progress["step"] += 1
+            check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
+            avg.add(terms, len(chosen))
+        row = avg.pop()
+        val = validate(modules, val_eps, args.seq_len, args.batch, weights, device, args.done_weight, args.seed)
+        reduced = {k: weights[k] * (baseline[k] - val[k]) for k in PARTS}
+        guard.check(val["recon"], val["fit"], reduced, f"epoch {epoch + 1}")  # before anything of this epoch is saved
+        for mod in modules:
+            check_weights(mod, f"epoch {epoch + 1}")
+        progress["epoch"] = epoch + 1
+        checkpoint.save(ckpt, {"vae": vae.state_dict(), "mdnrnn": m.state_dict(), "inverse": inverse.state_dict(),
+                               "optimizer": opt.state_dict(), "progress": progress,
+                               "config": {"weights": weights, "limits": limits, "baseline": baseline}})
+        log.write(epoch=epoch + 1, step=progress["step"], **{k: row[k] for k in (*PARTS, "recon", "nll", "fit")},
+                  **{f"val_{k}": val[k] for k in (*PARTS, "recon", "nll", "fit")},
+                  **{f"weighted_reduction_{k}": reduced[k] for k in PARTS},
+                  **{f"weight_{k}": weights[k] for k in PARTS})
+        csv_path = run / "metrics" / "joint.csv"
+        plots.curves(csv_path, "epoch", [f"val_{k}" for k in PARTS], run / "plots" / "joint_losses.png",
+                     "joint training: validation loss of V, M and f_inv (unweighted)", logy=False)
+        plots.curves(csv_path, "epoch", [f"weighted_reduction_{k}" for k in PARTS], run / "plots" / "joint_balance.png",
+                     "weighted reduction since the start: λ·(start − now); the recipe wants V ≥ M ≥ f_inv", logy=False)
+        write(f"epoch {epoch + 1}: V {val['vae']:.4g} (recon {val['recon']:.4g}), M {val['mdn']:.4g}, f_inv "
+              f"{val['inverse']:.4g} (fit {val['fit']:.3f}); weighted reductions "
+              + ", ".join(f"{NAMES[k]} {reduced[k]:.3g}" for k in PARTS))
+
+    vae_out = {**vae.state(), "progress": {"epoch": args.epochs, "step": progress["step"], "frames": 0,
+                                           "blocks_done": []}}
+    fingerprint = checkpoint.weights_hash(vae.state_dict())
+    checkpoint.save(run / "vae.pt", {**vae_out, "fingerprint": fingerprint})
+    checkpoint.save(run / "inverse.pt", inverse.state())
+    checkpoint.save(run / "mdnrnn.pt", {**m.state(), "progress": {"epoch": args.epochs, "step": progress["step"]},
+                                        "vae_fingerprint": fingerprint, "joint": True})
+    print(f"V, M and f_inv trained jointly for {progress['epoch']} epoch(s): {run / 'vae.pt'}, {run / 'mdnrnn.pt'}, "
+          f"{run / 'inverse.pt'}")
+    return checkpoint.load(run / "vae.pt", "03_train_mdnrnn.py --joint")

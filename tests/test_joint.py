@@ -1,10 +1,17 @@
 """Joint training's parts: the weighted loss, the balance recipe, the inverse model, the collapse guard."""
+import csv
+import json
 import math
+import shutil
+from pathlib import Path
 
+import h5py
 import pytest
 import torch
 
+from conftest import TINY, assert_one_line_error, run_stage
 from models.inverse import InverseConfig, InverseModel
+from pipeline import checkpoint
 from pipeline.errors import RunFailed, UsageError
 from pipeline.joint import CollapseGuard, balance, weighted
 
@@ -90,8 +97,58 @@ def test_the_inverse_model_loss_keeps_only_the_masked_steps():
 
 def test_the_collapse_guard_names_the_loss_that_took_over():
     guard = CollapseGuard(recon_limit=120.0, fit_limit=0.99)
-    guard.check(recon=100.0, fit=0.8, where="epoch 1")  # healthy: nothing raised
+    m_ahead, inv_ahead = {"mdn": 2.0, "inverse": 0.5}, {"mdn": 0.5, "inverse": 2.0}
+    guard.check(recon=100.0, fit=0.8, reductions=inv_ahead, where="epoch 1")  # healthy: nothing raised
     with pytest.raises(RunFailed, match="at epoch 2: M's loss took over .*130 passed the limit 120"):
-        guard.check(recon=130.0, fit=0.8, where="epoch 2")
+        guard.check(recon=130.0, fit=0.8, reductions=m_ahead, where="epoch 2")
+    with pytest.raises(RunFailed, match="at epoch 2: f_inv's loss took over .*130 passed the limit 120.*outgrew M's"):
+        guard.check(recon=130.0, fit=0.8, reductions=inv_ahead, where="epoch 2")
     with pytest.raises(RunFailed, match="at epoch 3: f_inv's loss took over .*0.995 reached the limit 0.99"):
-        guard.check(recon=100.0, fit=0.995, where="epoch 3")
+        guard.check(recon=100.0, fit=0.995, reductions=m_ahead, where="epoch 3")
+
+
+def _stagewise_copy(tiny_run, run: Path) -> list:
+    """A run holding the tiny run's stage-02 V and config, and no M yet."""
+    run.mkdir()
+    shutil.copyfile(tiny_run["run"] / "vae.pt", run / "vae.pt")
+    config = json.loads((tiny_run["run"] / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({k: config[k] for k in ("collect", "vae")}))
+    return ["--run", run, *TINY["mdnrnn"], "--joint"]
+
+
+def test_03_joint_trains_v_m_and_f_inv_together_and_everything_downstream_reads_them(tiny_run, tmp_path):
+    flags = _stagewise_copy(tiny_run, tmp_path / "run")
+    run = tmp_path / "run"
+    out = run_stage("03_train_mdnrnn.py", *flags, "--vae-weight", "0.01")
+    assert "joint training with λ_vae = 0.01, λ_inv = 1" in out.stdout and "epoch 2: V " in out.stdout
+    stagewise, joint = (checkpoint.load(run / name, "02") for name in ("vae_stagewise.pt", "vae.pt"))
+    assert checkpoint.weights_hash(stagewise["model"]) == checkpoint.weights_hash(
+        checkpoint.load(tiny_run["run"] / "vae.pt", "02")["model"])
+    fingerprint = checkpoint.weights_hash(joint["model"])
+    assert fingerprint != checkpoint.weights_hash(stagewise["model"])  # V was trained on
+    assert checkpoint.load(run / "mdnrnn.pt", "03")["vae_fingerprint"] == fingerprint
+    assert h5py.File(run / "latents.h5", "r").attrs["vae_fingerprint"] == fingerprint  # re-encoded by the joint V
+    with open(run / "metrics" / "joint.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for r in rows:  # the weighted loss the run optimised is its parts, weighted
+        assert float(r["weight_vae"]) == 0.01 and float(r["weight_mdn"]) == 1.0 and float(r["weight_inverse"]) == 1.0
+    assert (run / "plots" / "joint_losses.png").exists() and (run / "plots" / "joint_balance.png").exists()
+    # Downstream: C evolves on the joint V and M; re-running the same command finds the run complete.
+    run_stage("04_train_controller.py", "--run", run, *TINY["controller"])
+    again = run_stage("03_train_mdnrnn.py", *flags, "--vae-weight", "0.01")
+    assert "resuming joint training" in again.stdout
+
+
+def test_a_run_forced_to_collapse_stops_naming_the_loss_that_took_over(tiny_run, tmp_path):
+    """V's weight 0 and f_inv's 1000: V's reconstruction cannot improve while f_inv's loss pulls z; with the limit
+    at 0.99 of the start, the guard stops the first epoch, and nothing of it is kept."""
+    flags = _stagewise_copy(tiny_run, tmp_path / "run")
+    run = tmp_path / "run"
+    before = (run / "vae.pt").read_bytes()
+    proc = run_stage("03_train_mdnrnn.py", *flags, "--vae-weight", "0", "--inverse-weight", "1000",
+                     "--collapse-recon", "0.99", check=False)
+    assert_one_line_error(proc, "joint training collapsed at epoch 1: f_inv's loss took over",
+                          "the last good checkpoint is kept", code=1)
+    assert (run / "vae.pt").read_bytes() == before and not (run / "joint.pt").exists()
+    assert not (run / "mdnrnn.pt").exists()

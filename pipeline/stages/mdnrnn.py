@@ -24,7 +24,7 @@ from data.store import index_hash, read_episode
 from models.cores import CORES, core_options
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, to_input
-from pipeline import checkpoint, cli, live, lock, metrics, plots
+from pipeline import checkpoint, cli, joint, live, lock, metrics, plots
 from pipeline import device as devices
 from pipeline.cli import (
     Parser,
@@ -85,6 +85,24 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
     p.add_argument("--val-fraction", type=fraction, default=0.05, help="share of episodes held out (by id)")
     p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
+    joint_flags = p.add_argument_group("joint training (--joint): V, M and the inverse model f_inv on one loss, "
+                                       "λ_vae·L_V + L_M + λ_inv·L_inv (pipeline/joint.py)")
+    joint_flags.add_argument("--joint", action="store_true",
+                             help="train stage 02's V on with M and f_inv, on frame sequences; replaces vae.pt "
+                                  "(02's V is kept as vae_stagewise.pt) and re-encodes latents.h5")
+    joint_flags.add_argument("--vae-weight", type=nonneg_float, default=1.0, help="λ_vae, V's loss weight")
+    joint_flags.add_argument("--inverse-weight", type=nonneg_float, default=1.0, help="λ_inv, f_inv's loss weight")
+    joint_flags.add_argument("--balance", choices=["manual", "auto"], default="manual",
+                             help="auto: a calibration with every weight at 1, then the weights that make the "
+                                  "weighted loss reductions rank V ≥ M ≥ f_inv within an order of magnitude")
+    joint_flags.add_argument("--calibration-steps", type=positive_int, default=50,
+                             help="--balance auto: steps of the calibration")
+    joint_flags.add_argument("--collapse-recon", type=positive_float, default=1.5,
+                             help="stop when V's validation reconstruction loss passes this many times its value at "
+                                  "the start (M's loss took over)")
+    joint_flags.add_argument("--collapse-fit", type=probability, default=0.99,
+                             help="stop when f_inv's validation accuracy (discrete) or R² (continuous) reaches this "
+                                  "(its loss took over: z holds the action and little else)")
     live.add_flag(p)
     return p
 
@@ -95,6 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in CORE_FLAGS:
         users = [core for core in sorted(CORES) if name in core_options(core)]
         only_with(p, args, [f"--{name.replace('_', '-')}"], args.core in users, f"with --core {' or '.join(users)}")
+    only_with(p, args, ["--vae-weight", "--inverse-weight", "--balance", "--calibration-steps", "--collapse-recon",
+                        "--collapse-fit"], args.joint, "with --joint")
+    if args.joint and args.balance == "auto" and (args.vae_weight != 1.0 or args.inverse_weight != 1.0):
+        p.error("argument --balance: auto chooses --vae-weight and --inverse-weight; drop them")
     return args
 
 
@@ -124,6 +146,14 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
     dataset = index_hash(refs, store.attrs())
     config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=args.source.action_dim,
                           hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
+    if args.joint:
+        if (args.run / "joint.pt").exists():
+            check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
+        save_stage_config(args.run, "mdnrnn", args, dataset=dataset, z_dim=config.z_dim, action_dim=config.action_dim,
+                          core_options=options)
+        vae_state = joint.train(args, vae_state, config, refs, device)
+        encode_latents(args, vae_state, refs, dataset, device)  # the cache, re-encoded by the joint V
+        return
     model = MDNRNN(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     progress = {"epoch": 0, "step": 0}
