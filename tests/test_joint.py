@@ -152,3 +152,18 @@ def test_a_run_forced_to_collapse_stops_naming_the_loss_that_took_over(tiny_run,
                           "the last good checkpoint is kept", code=1)
     assert (run / "vae.pt").read_bytes() == before and not (run / "joint.pt").exists()
     assert not (run / "mdnrnn.pt").exists()
+
+
+def test_compare_joint_trains_both_ways_from_the_same_v_and_scores_them(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    _stagewise_copy(tiny_run, run)
+    out = run_stage("compare_joint.py", "--run", run, *TINY["mdnrnn"], "--horizons", "1,5", "--starts", "2")
+    assert "comparison:" in out.stdout
+    rows = {r["variant"]: r for r in json.loads((run / "joint-compare" / "comparison.json").read_text())["rows"]}
+    assert set(rows) == {"stagewise", "joint"}
+    for row in rows.values():
+        assert all(math.isfinite(row[k]) for k in ("val_nll", "recon", "open_loop_1", "open_loop_5", "frozen_fit"))
+    assert "own_fit" in rows["joint"] and "own_fit" not in rows["stagewise"]
+    stagewise_v = checkpoint.load(run / "joint-compare" / "stagewise" / "vae.pt", "02")["model"]
+    assert checkpoint.weights_hash(stagewise_v) == checkpoint.weights_hash(checkpoint.load(run / "vae.pt", "02")["model"])
+    assert "| stagewise |" in (run / "joint-compare" / "comparison.md").read_text()
