@@ -79,7 +79,7 @@ test: venv $(VENV)/.test-installed
 	$(PY) -m pytest -q -n auto --dist worksteal tests
 
 # The unit-level tests (no stage run end to end): a couple of minutes, for quick iterations.
-FAST_TESTS := test_bench_table test_cores test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \
+FAST_TESTS := test_bench_table test_cores test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \
 	test_play_keys test_pool test_runconfig test_shapeherd test_store
 test-fast: venv
 	$(PY) -m pytest -q -n auto $(addprefix tests/,$(addsuffix .py,$(FAST_TESTS)))

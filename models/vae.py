@@ -59,6 +59,7 @@ class ConvVAE(nn.Module):
     def loss(self, x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict:
         """Summed squared error per image + max(KL, tolerance·Z), both averaged over the batch."""
         rec = (recon.float() - x.float()).pow(2).sum(dim=(1, 2, 3)).mean()
+        mu, logvar = mu.float(), logvar.float()  # in full precision under bf16 autocast too
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
         kl_floored = torch.clamp(kl, min=self.config.kl_tolerance * self.z_dim)
         return {"loss": rec + kl_floored, "recon": rec, "kl": kl}

@@ -8,6 +8,10 @@ import torch
 from pipeline.errors import UsageError
 
 CHOICES = ("auto", "cpu", "cuda")
+# The device types that train in bf16 mixed precision and run V's convolutions channels-last: CUDA's (tensor
+# cores). The tests add "cpu", where torch supports both, so that these paths run in CI, which has no GPU.
+MIXED_PRECISION = {"cuda"}
+CHANNELS_LAST = {"cuda"}
 
 
 def resolve(name: str) -> torch.device:
@@ -19,7 +23,14 @@ def resolve(name: str) -> torch.device:
 
 
 def autocast(device: torch.device):
-    """bf16 mixed precision on CUDA; full precision on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 mixed precision where ``MIXED_PRECISION`` says (CUDA); full precision elsewhere."""
+    if device.type in MIXED_PRECISION:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def place(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` on ``device``; channels-last where ``CHANNELS_LAST`` says (NHWC convolutions for the tensor
+    cores; frames arrive NHWC already, see ``models.vae.to_input``)."""
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if device.type in CHANNELS_LAST else module

@@ -89,9 +89,7 @@ def _run(args: argparse.Namespace) -> None:
     dataset = index_hash(refs, store.attrs())
     train, val = split(refs, args.val_fraction)
     ckpt_path = args.run / "vae.pt"
-    vae = ConvVAE(VAEConfig(args.z_dim, args.kl_tolerance)).to(device)
-    if device.type == "cuda":  # NHWC convolutions for the tensor cores; the frames arrive NHWC already (to_input)
-        vae = vae.to(memory_format=torch.channels_last)
+    vae = devices.place(ConvVAE(VAEConfig(args.z_dim, args.kl_tolerance)), device)
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
     progress = {"epoch": 0, "step": 0, "frames": 0, "blocks_done": []}
     def same_z(state: dict) -> None:
