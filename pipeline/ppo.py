@@ -180,12 +180,30 @@ def _best_score(log) -> float:
     return max(scores, default=-np.inf)
 
 
-def evaluate(args: argparse.Namespace, world: WorldModel) -> np.ndarray:
-    """``--evaluate N`` for a PPO run: the kept policy on the EVALUATE seeds, the same as a CMA-ES controller's."""
-    path = args.run / BEST
+def actor(model, source):
+    """A PPO policy as one of ``pipeline.dream``'s actors: it reads [z, h] and acts for every episode of a batch,
+    deterministically, through the source's own mapping (as ``FeatureEnv`` does)."""
+
+    def act(t: int, z: torch.Tensor, features: torch.Tensor) -> list:
+        actions, _ = model.predict(torch.cat([z, features], dim=1).float().cpu().numpy(), deterministic=True)
+        if source.discrete:
+            return [int(a) for a in actions]
+        return [source.controller_action(np.asarray(a, np.float32)) for a in actions]
+
+    return act
+
+
+def load_best(run: Path):
+    """The kept PPO policy of ``run``."""
+    path = run / BEST
     if not path.exists():
         raise UsageError(f"{path} is missing: train C with 04_train_controller.py --algo ppo first")
-    model = sb3().PPO.load(path, device="cpu")
+    return sb3().PPO.load(path, device="cpu")
+
+
+def evaluate(args: argparse.Namespace, world: WorldModel) -> np.ndarray:
+    """``--evaluate N`` for a PPO run: the kept policy on the EVALUATE seeds, the same as a CMA-ES controller's."""
+    model = load_best(args.run)
     env = FeatureEnv(world, args.steps, args.seed)
     try:
         return play(model, env, episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate))[0]

@@ -66,6 +66,10 @@ def test_04_trains_c_with_ppo_resumes_and_scores_it_as_cmaes_is_scored(tiny_run,
     result = json.loads((run / "controller_eval.json").read_text())
     assert result["episodes"] == 3 and "PPO" in result["params_from"]
     assert f"{result['mean']:.1f} ± {result['std']:.1f}" in out.stdout
+    # 05 drives its real episodes and dreams with the PPO policy.
+    run_stage("05_dream.py", "--run", run, "--steps", "20", "--dreams", "1", "--latent-dims", "2", "--device", "cpu")
+    summary = json.loads((run / "dreams" / "summary.json").read_text())
+    assert "PPO" in summary["dreams"]["driver"] and summary["driving"]["steps"] == 30
     # A PPO run is not continued by CMA-ES, and CMA-ES flags are not taken with PPO.
     proc = run_stage("04_train_controller.py", "--run", run, "--algo", "cmaes", *TINY["controller"], check=False)
     assert_one_line_error(proc, "holds a controller trained with --algo ppo", "pass --algo ppo")

@@ -24,7 +24,7 @@ import envs
 from data.frames import sample_frames
 from envs.base import EnvUnavailable
 from models.vae import to_input
-from pipeline import checkpoint, cli, lock, play, plots, report
+from pipeline import checkpoint, cli, lock, play, plots, ppo, report
 from pipeline import device as devices
 from pipeline.agent import WorldModel
 from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, stage_parser
@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> None:
         return
     _, refs = open_store(args)
     params, driver = load_controller(args, world)
-    params = None if params is None else params.to(device)
+    params = params.to(device) if isinstance(params, torch.Tensor) else params
     save_stage_config(args.run, "dream", args)
     out = args.run / "dreams"
     out.mkdir(parents=True, exist_ok=True)
@@ -129,8 +129,11 @@ def show_driving(world: WorldModel, actor: Actor, args) -> dict:
     return {"seed": seed, "steps": len(episode.rewards), "return": float(returns[-1]), "every": DRIVE_EVERY}
 
 
-def load_controller(args, world: WorldModel) -> tuple[torch.Tensor | None, str]:
-    """C's parameters (P,) from controller.pt and a description of who drives, or None and the collection policy."""
+def load_controller(args, world: WorldModel) -> tuple[object, str]:
+    """Who drives, and its description: the kept PPO policy of a ``--algo ppo`` run, else C's parameters (P,) from
+    controller.pt, else None (the collection policy)."""
+    if (args.run / ppo.BEST).exists():
+        return ppo.load_best(args.run), f"the PPO policy that scored best ({ppo.BEST})"
     path = args.run / "controller.pt"
     if not path.exists():
         return None, f"the collection policy ({policy_kind(args)}; no controller.pt yet)"
@@ -151,9 +154,12 @@ def policy_kind(args) -> str:
 
 
 def make_actor(world: WorldModel, params: torch.Tensor | None, args, n: int) -> Actor:
-    """Who drives n episodes: C (params (P,) on the dream's device), or the collection policy without one."""
+    """Who drives n episodes: C (params (P,) on the dream's device, or a PPO policy), or the collection policy
+    without one."""
     if params is None:
         return policy_actor(world.source, policy_kind(args), n, args.seed)
+    if not isinstance(params, torch.Tensor):
+        return ppo.actor(params, world.source)
     return controller_actor(world, params.expand(n, -1))
 
 
