@@ -116,30 +116,6 @@ def _stagewise_copy(tiny_run, run: Path) -> list:
     return ["--run", run, *TINY["mdnrnn"], "--joint"]
 
 
-def test_03_joint_trains_v_m_and_f_inv_together_and_everything_downstream_reads_them(tiny_run, tmp_path):
-    flags = _stagewise_copy(tiny_run, tmp_path / "run")
-    run = tmp_path / "run"
-    out = run_stage("03_train_mdnrnn.py", *flags, "--vae-weight", "0.01")
-    assert "joint training with λ_vae = 0.01, λ_inv = 1" in out.stdout and "epoch 2: V " in out.stdout
-    stagewise, joint = (checkpoint.load(run / name, "02") for name in ("vae_stagewise.pt", "vae.pt"))
-    assert checkpoint.weights_hash(stagewise["model"]) == checkpoint.weights_hash(
-        checkpoint.load(tiny_run["run"] / "vae.pt", "02")["model"])
-    fingerprint = checkpoint.weights_hash(joint["model"])
-    assert fingerprint != checkpoint.weights_hash(stagewise["model"])  # V was trained on
-    assert checkpoint.load(run / "mdnrnn.pt", "03")["vae_fingerprint"] == fingerprint
-    assert h5py.File(run / "latents.h5", "r").attrs["vae_fingerprint"] == fingerprint  # re-encoded by the joint V
-    with open(run / "metrics" / "joint.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["epoch"] for r in rows] == ["1", "2"]
-    for r in rows:  # the weighted loss the run optimised is its parts, weighted
-        assert float(r["weight_vae"]) == 0.01 and float(r["weight_mdn"]) == 1.0 and float(r["weight_inverse"]) == 1.0
-    assert (run / "plots" / "joint_losses.png").exists() and (run / "plots" / "joint_balance.png").exists()
-    # Downstream: C evolves on the joint V and M; re-running the same command finds the run complete.
-    run_stage("04_train_controller.py", "--run", run, *TINY["controller"])
-    again = run_stage("03_train_mdnrnn.py", *flags, "--vae-weight", "0.01")
-    assert "resuming joint training" in again.stdout
-
-
 def test_a_run_forced_to_collapse_stops_naming_the_loss_that_took_over(tiny_run, tmp_path):
     """V's weight 0 and f_inv's 1000: V's reconstruction cannot improve while f_inv's loss pulls z; with the limit
     at 0.99 of the start, the guard stops the first epoch, and nothing of it is kept."""
@@ -154,16 +130,36 @@ def test_a_run_forced_to_collapse_stops_naming_the_loss_that_took_over(tiny_run,
     assert not (run / "mdnrnn.pt").exists()
 
 
-def test_compare_joint_trains_both_ways_from_the_same_v_and_scores_them(tiny_run, tmp_path):
+def test_compare_joint_trains_both_ways_from_the_same_v_and_everything_downstream_reads_the_joint_run(
+        tiny_run, tmp_path):
+    """compare_joint.py runs 03 plainly and with --joint (λ_vae 0.01) from the tiny run's V; the joint sub-run is
+    then a run like any other: 04 evolves C on it, and the same 03 command resumes it, complete."""
     run = tmp_path / "run"
     _stagewise_copy(tiny_run, run)
-    out = run_stage("compare_joint.py", "--run", run, *TINY["mdnrnn"], "--horizons", "1,5", "--starts", "2")
-    assert "comparison:" in out.stdout
+    out = run_stage("compare_joint.py", "--run", run, *TINY["mdnrnn"], "--vae-weight", "0.01", "--horizons", "1,5",
+                    "--starts", "2")
+    assert "joint training with λ_vae = 0.01, λ_inv = 1" in out.stdout and "comparison:" in out.stdout
     rows = {r["variant"]: r for r in json.loads((run / "joint-compare" / "comparison.json").read_text())["rows"]}
     assert set(rows) == {"stagewise", "joint"}
     for row in rows.values():
         assert all(math.isfinite(row[k]) for k in ("val_nll", "recon", "open_loop_1", "open_loop_5", "frozen_fit"))
     assert "own_fit" in rows["joint"] and "own_fit" not in rows["stagewise"]
-    stagewise_v = checkpoint.load(run / "joint-compare" / "stagewise" / "vae.pt", "02")["model"]
-    assert checkpoint.weights_hash(stagewise_v) == checkpoint.weights_hash(checkpoint.load(run / "vae.pt", "02")["model"])
     assert "| stagewise |" in (run / "joint-compare" / "comparison.md").read_text()
+
+    joint_run = run / "joint-compare" / "joint"
+    original = checkpoint.weights_hash(checkpoint.load(tiny_run["run"] / "vae.pt", "02")["model"])
+    stagewise, joint = (checkpoint.load(joint_run / name, "02") for name in ("vae_stagewise.pt", "vae.pt"))
+    assert checkpoint.weights_hash(stagewise["model"]) == original
+    fingerprint = checkpoint.weights_hash(joint["model"])
+    assert fingerprint != original  # V was trained on
+    assert checkpoint.load(joint_run / "mdnrnn.pt", "03")["vae_fingerprint"] == fingerprint
+    assert h5py.File(joint_run / "latents.h5", "r").attrs["vae_fingerprint"] == fingerprint  # re-encoded
+    with open(joint_run / "metrics" / "joint.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all((float(r["weight_vae"]), float(r["weight_mdn"]), float(r["weight_inverse"])) == (0.01, 1.0, 1.0)
+               for r in rows)
+    assert (joint_run / "plots" / "joint_losses.png").exists() and (joint_run / "plots" / "joint_balance.png").exists()
+    run_stage("04_train_controller.py", "--run", joint_run, *TINY["controller"])
+    again = run_stage("03_train_mdnrnn.py", "--run", joint_run, *TINY["mdnrnn"], "--joint", "--vae-weight", "0.01")
+    assert "resuming joint training" in again.stdout
