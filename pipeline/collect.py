@@ -6,6 +6,7 @@ workers, lets a re-run fill in exactly the missing episodes, and lets any episod
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +111,10 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     info = shard_info(job, source)
     # Checked before the tidying: leftovers of another collection must not be packed under this one's settings.
     check_compatible(store, job)
+    if store.root.is_dir() and store.files() and "spaces" in store.attrs():
+        # A folder begun by an older version records the env's observation space: its new shards say the same,
+        # so that the folder stays one collection.
+        info.spaces = json.loads(store.attrs()["spaces"])
     store.recover(info)
     have = {ref.id for ref in store.index()}
     missing = [i for i in range(episodes) if i not in have]

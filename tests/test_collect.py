@@ -1,6 +1,9 @@
 """Collection: deterministic across worker counts, and every episode replayable from its seed. (Kills: test_faults.py.)"""
 from __future__ import annotations
 
+import json
+
+import h5py
 import numpy as np
 
 from conftest import run_stage
@@ -40,3 +43,20 @@ def test_random_policy_and_episode_replay(tmp_path):
         np.testing.assert_array_equal(source.preprocess(obs), ep.observations[t + 1])
         assert np.float32(reward) == ep.rewards[t]
     assert ep.truncations[-1] and len(ep.actions) == 15
+
+
+def test_a_folder_begun_by_an_older_version_is_completed_as_one_collection(tmp_path):
+    """Older versions recorded the env's observation space (96×96 for CarRacing) in `spaces`; completing such a
+    folder writes the same record into its new shards, so every reader still takes the folder as one."""
+    data = tmp_path / "data"
+    flags = ["--data", data, "--run", tmp_path / "run", "--episodes", "2", "--steps", "15", "--workers", "1",
+             "--shard-size", "2"]
+    run_stage("01_collect.py", *flags)
+    old = {"observation": "Box(0, 255, (96, 96, 3), uint8)", "action": "Box([-1.  0.  0.], 1.0, (3,), float32)"}
+    for path in data.glob("*.h5"):
+        with h5py.File(path, "a") as f:
+            f.attrs["spaces"] = json.dumps(old)
+    flags[flags.index("--episodes") + 1] = "4"
+    run_stage("01_collect.py", *flags)
+    store = RolloutStore(data)
+    assert len(store.require()) == 4 and json.loads(store.attrs()["spaces"]) == old
