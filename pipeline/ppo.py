@@ -109,15 +109,17 @@ def train(args: argparse.Namespace, world: WorldModel, log, progress_write) -> N
     base = sb3()
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     run: Path = args.run
     per_iteration = args.n_steps * args.workers
     start = base.PPO.load(run / CHECKPOINT, device="cpu").num_timesteps if (run / CHECKPOINT).exists() else 0
     # Env i's episode seeds: a stream of its own, and a new one each time the run resumes (none played twice).
     first = start // per_iteration * args.workers
-    envs_ = DummyVecEnv([lambda i=i: Monitor(FeatureEnv(world, args.steps, args.seed, first + i))
-                         for i in range(args.workers)])
+    # Emulators that allow one instance per process (stable-retro) get a process per env; the scorer below has
+    # this one's.
+    vec = SubprocVecEnv if world.source.max_envs_per_process else DummyVecEnv
+    envs_ = vec([lambda i=i: Monitor(FeatureEnv(world, args.steps, args.seed, first + i)) for i in range(args.workers)])
     scorer = FeatureEnv(world, args.steps, args.seed)
     if start:
         model = base.PPO.load(run / CHECKPOINT, env=envs_, device="cpu")

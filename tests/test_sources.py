@@ -1,6 +1,8 @@
 """Every data source through all four stages at tiny scale, and each source's own facts."""
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -55,6 +57,13 @@ def test_all_four_stages(env, tmp_path):
         np.testing.assert_array_equal(m_actions.sum(1), 1)
     ctrl = torch.load(tmp_path / "run" / "controller.pt", weights_only=True)
     assert ctrl["params"].numel() == (32 + 32 + 1) * source.action_dim
+    if source.discrete:  # PPO picks one of the discrete actions (on a retro source: each env in its own process)
+        ppo_run = tmp_path / "ppo"
+        shutil.copytree(tmp_path / "run", ppo_run, ignore=shutil.ignore_patterns("es_state.pkl", "controller*", "metrics"))
+        run_stage("04_train_controller.py", "--run", ppo_run, "--algo", "ppo", "--timesteps", "32", "--n-steps", "16",
+                  "--workers", "2", "--steps", "30", "--eval-every", "1", "--eval-episodes", "1")
+        out = run_stage("04_train_controller.py", "--run", ppo_run, "--steps", "30", "--evaluate", "1")
+        assert "controller score over 1 episodes" in out.stdout
 
 
 def test_sonic_without_its_rom_says_how_to_import_it(tmp_path):
