@@ -104,6 +104,21 @@ class ESState:
         self.best_eval, self.best_eval_std = -np.inf, np.nan
         self.best_eval_params = np.zeros(dim)
         self.best_eval_generation = 0  # 0: the CMA mean has not been scored yet
+        self.archive: list[tuple[float, int, np.ndarray]] = []  # the best-scoring means: (score, generation, params)
+        self.reselected = ""  # how the kept mean was last chosen again (04 --reselect), if it was
+
+    ARCHIVE = 4
+
+    def scored(self, score: float, std: float, generation: int, params: np.ndarray) -> None:
+        """A scoring of the CMA mean of ``generation``: kept if it is the best so far, archived if among the
+        ``ARCHIVE`` best (``04 --reselect`` scores those again)."""
+        if score > self.best_eval:
+            self.best_eval, self.best_eval_std = float(score), float(std)
+            self.best_eval_params, self.best_eval_generation = params.copy(), generation
+            self.reselected = ""
+        archive = getattr(self, "archive", [])  # states saved before the archive existed have none
+        archive.append((float(score), generation, params.copy()))
+        self.archive = sorted(archive, key=lambda entry: -entry[0])[: self.ARCHIVE]
 
     def save(self, path: Path) -> None:
         write_bytes(path, pickle.dumps(self))

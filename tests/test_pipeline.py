@@ -149,3 +149,29 @@ def test_evaluation_is_reproducible_and_independent_of_workers(tiny_run, tmp_pat
     folders = copy_run(tiny_run, tmp_path / "run")  # --evaluate writes controller_eval.json into the run
     a = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "1", "--evaluate", "3")
     assert a.stdout.strip().splitlines()[-1] == tiny_run["evaluate"].stdout.strip().splitlines()[-1]
+
+
+def test_reselect_scores_the_archived_means_again_and_keeps_the_best(tiny_run, tmp_path):
+    """The tiny run scored its CMA mean at generations 1 and 2 (--eval-every 1): --reselect scores both again on
+    the same fresh selection episodes and keeps the better; --evaluate then scores the one kept."""
+    from test_faults import copy_run
+
+    from pipeline.evolution import ESState
+
+    run = tmp_path / "run"
+    folders = copy_run(tiny_run, run)
+    out = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--reselect", "3")
+    lines = [line for line in out.stdout.splitlines() if line.startswith("CMA mean of generation")]
+    assert [line.split(":")[0] for line in lines] == ["CMA mean of generation 1", "CMA mean of generation 2"]
+    chosen = json.loads((run / "controller_reselect.json").read_text())
+    means = {int(g): s["mean"] for g, s in chosen["scores"].items()}
+    assert chosen["kept"] == max(means, key=means.get) and chosen["episodes"] == 3
+    ctrl = torch.load(run / "controller.pt", weights_only=True)
+    assert ctrl["params_from"] == (f"CMA mean at generation {chosen['kept']}, the best of 2 CMA means re-scored "
+                                   "on 3 selection episodes")
+    assert ctrl["score_mean"] == pytest.approx(means[chosen["kept"]])
+    state = ESState.load(run / "es_state.pkl", ctrl["params"].numel())
+    archived = {g: p for _, g, p in state.archive}
+    np.testing.assert_array_equal(ctrl["params"].numpy(), archived[chosen["kept"]].astype(np.float32))
+    proc = run_stage("04_train_controller.py", *folders, "--reselect", "2", "--evaluate", "2", check=False)
+    assert proc.returncode == 2 and "choose the controller first" in proc.stderr

@@ -54,7 +54,7 @@ from pipeline.seeding import Purpose, episode_seeds
 # (a run may switch between the env and the dream), how many episodes score a candidate (more trials late cut
 # the ranking noise) and how the CMA mean is scored for selection; not the ES itself.
 MAY_CHANGE = {"generations", "timesteps", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
-              "eval_episodes", "evaluate", "train_in", "temperature", "real_every", "warmup", "device", "log"}
+              "eval_episodes", "evaluate", "reselect", "train_in", "temperature", "real_every", "warmup", "device", "log"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
 
@@ -80,6 +80,10 @@ def parser() -> Parser:
     p.add_argument("--eval-episodes", type=cli.episodes, default=1024, help="episodes per scoring of the CMA mean")
     p.add_argument("--evaluate", type=cli.nonneg_int_up_to(cli.MAX_EPISODES), default=0, metavar="N",
                    help="only score the saved controller on N fresh episodes (fixed seeds) and print mean ± std")
+    p.add_argument("--reselect", type=cli.nonneg_int_up_to(cli.MAX_EPISODES), default=0, metavar="N",
+                   help="only choose the kept controller again: score the best-scoring CMA means the ES state "
+                        "archived and its current mean on N fresh selection episodes each (never --evaluate's), "
+                        "and keep the best")
     p.add_argument("--in", dest="train_in", choices=["env", "dream"], default="env",
                    help="where candidates are scored: the real env, or M's dream (fitness from M's reward head)")
     p.add_argument("--temperature", type=positive_float, default=1.15,
@@ -100,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser()
     args = parse_stage_args(p, "controller", argv)
     check_backend_flags(p, args)
+    if args.evaluate and args.reselect:
+        p.error("argument --reselect: choose the controller first, then --evaluate it, in two runs")
     if args.evaluate and args.train_in == "dream":
         p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
     only_with(p, args, ["--temperature", "--real-every", "--warmup"], args.train_in == "dream", "with --in dream")
@@ -139,7 +145,13 @@ def _run(args: argparse.Namespace) -> None:
             raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
                              "or delete it to start over")
         check_resume(args.run, "controller", args, MAY_CHANGE)
+        if args.reselect:
+            reselect(args, world, state, es_path, ckpt_path)
+            return
         print(f"resuming from {es_path}: generation {state.generation}")
+    elif args.reselect:
+        raise UsageError(f"{es_path} not found: --reselect chooses among the means an evolution scored; run "
+                         "04_train_controller.py first")
     else:
         state = ESState(dim, args.sigma, args.pop, args.seed, world.fingerprint())
     if args.generations < state.generation:
@@ -201,9 +213,7 @@ def score_periodically(args, generation: int, state: ESState, evaluator: Scoring
     seeds = episode_seeds(args.seed, Purpose.SELECTION, generation, args.eval_episodes)
     scores, env_steps = evaluator.scores(mean, seeds, chunk=args.trials)
     row = {"eval_mean": scores.mean(), "eval_std": scores.std()}
-    if scores.mean() > state.best_eval:
-        state.best_eval, state.best_eval_std = float(scores.mean()), float(scores.std())
-        state.best_eval_params, state.best_eval_generation = mean.copy(), generation
+    state.scored(scores.mean(), scores.std(), generation, mean)
     if dreamer is None:
         return row, env_steps, 0
     real_best, best_steps = evaluator.scores(best_candidate, seeds, chunk=args.trials)
@@ -231,6 +241,37 @@ def plot_fitness(run, dream: bool, scored: bool) -> None:
                      "(eval_mean), the generation's best candidate in the env (real_best)")
 
 
+RESELECT_INDEX = 1 << 20  # --reselect's selection episodes: apart from the periodic scorings' (index = generation)
+
+
+def reselect(args, world: WorldModel, state: ESState, es_path, ckpt_path) -> None:
+    """--reselect N: the kept mean, the archived ones and the current one, each on the same N fresh selection
+    episodes; the best becomes the kept controller (a periodic scoring on a few episodes favours the lucky)."""
+    candidates = {g: params for _, g, params in getattr(state, "archive", [])}
+    if state.best_eval_generation:
+        candidates.setdefault(state.best_eval_generation, state.best_eval_params)
+    candidates.setdefault(state.generation, np.asarray(state.es.mean))
+    seeds = episode_seeds(args.seed, Purpose.SELECTION, RESELECT_INDEX + state.generation, args.reselect)
+    results = {}
+    with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                   args.backend, args.address) as evaluator:
+        for generation in sorted(candidates):
+            results[generation], _ = evaluator.scores(candidates[generation], seeds, chunk=args.trials)
+            scores = results[generation]
+            print(f"CMA mean of generation {generation}: {scores.mean():.1f} ± {scores.std():.1f} over "
+                  f"{args.reselect} selection episodes")
+    best = max(results, key=lambda g: results[g].mean())
+    state.best_eval, state.best_eval_std = float(results[best].mean()), float(results[best].std())
+    state.best_eval_params, state.best_eval_generation = candidates[best].copy(), best
+    state.reselected = f"the best of {len(results)} CMA means re-scored on {args.reselect} selection episodes"
+    state.save(es_path)
+    save_controller(ckpt_path, world, state, load_config(args.run).get("controller", {}).get("train_in", "env"))
+    atomic_write_text(args.run / "controller_reselect.json", json.dumps(
+        {"episodes": args.reselect, "seed": args.seed, "steps": args.steps, "kept": best,
+         "scores": {str(g): {"mean": float(s.mean()), "std": float(s.std())} for g, s in results.items()}}, indent=2))
+    print(f"kept: the CMA mean of generation {best} ({ckpt_path})")
+
+
 def save_controller(path, world: WorldModel, state: ESState, trained_in: str) -> None:
     """controller.pt: ``params`` is the CMA mean that scored best on fresh real episodes (the current mean until
     one has been scored); the current mean and the best candidate ever seen are kept beside it."""
@@ -241,7 +282,8 @@ def save_controller(path, world: WorldModel, state: ESState, trained_in: str) ->
         "config": {"in_dim": world.controller_in, "out_dim": world.controller_out},
         "params": as_tensor(params),
         "params_from": f"CMA mean at generation {state.best_eval_generation if scored else state.generation}"
-                       + ("" if scored else " (not scored yet)"),
+                       + ("" if scored else " (not scored yet)")
+                       + (f", {state.reselected}" if scored and getattr(state, "reselected", "") else ""),
         "score_mean": state.best_eval if scored else float("nan"),
         "score_std": state.best_eval_std if scored else float("nan"),
         "generation": state.generation,
