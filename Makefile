@@ -67,8 +67,18 @@ dream-demo: demo
 
 # The CarRacing driver recipe from nothing (about 2.5 h on a 2-core CPU): collect, V, M, C in the real env, then
 # the score over 100 fresh episodes (seeds no choice was made on), the dreams and the report.
+# The CarRacing driver (docs/driver.md): C evolves 65 generations on 2 episodes a candidate, then 20 more on 4;
+# the scored CMA means are scored again on 32 fresh selection episodes and the best is kept, then scored on 100.
+# Scores are played in batches of --trials episodes: the same 4 from the continuation on.
 driver: venv
-	$(call PIPELINE,$(DRIVER),100)
+	$(PY) 01_collect.py $(DRIVER)
+	$(PY) 02_train_vae.py $(DRIVER)
+	$(PY) 03_train_mdnrnn.py $(DRIVER)
+	$(PY) 04_train_controller.py $(DRIVER)
+	$(PY) 04_train_controller.py $(DRIVER) --generations 85 --trials 4 --eval-every 5
+	$(PY) 04_train_controller.py $(DRIVER) --trials 4 --reselect 32
+	$(PY) 04_train_controller.py $(DRIVER) --trials 4 --evaluate 100
+	$(PY) 05_dream.py $(DRIVER) --dreams 2
 	@echo "results: $(DRIVER_RUN)/ (open report.html; controller_eval.json has the 100 returns)"
 
 # Drive the car inside the demo run's dream with the arrow keys (needs a display).

@@ -22,7 +22,7 @@ from pipeline.errors import UsageError
 from pipeline.runconfig import atomic_write_text, latents_path, load_config
 
 WEIGHTS = (("vae.pt", "02_train_vae.py"), ("mdnrnn.pt", "03_train_mdnrnn.py"), ("controller.pt", "04_train_controller.py"))
-FILES = ("controller_eval.json", "report.html")
+FILES = ("controller_eval.json", "controller_reselect.json", "report.html")
 # The dreams' GIFs are in report.html already; driving.gif is shipped on its own too, to be looked at directly.
 FOLDERS = (("metrics", "*.csv"), ("plots", "*.png"), ("dreams", "driving.gif"), ("dreams", "*.json"))
 

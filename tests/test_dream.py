@@ -160,8 +160,8 @@ def test_05_writes_every_output(dreamed):
     assert "Content-Security-Policy" in page
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # self-contained: no external requests
     assert page.count("data:image/gif;base64,") == 5  # 2 dreams, the driving, the world's view, real vs dream
-    with Image.open(d / "world_view.gif") as gif:  # real | V's reconstruction | M's one-step prediction, t = 0…20
-        assert gif.n_frames == 21 and gif.size[0] == 3 * 64 * report.COMPARISON_SCALE
+    with Image.open(d / "world_view.gif") as gif:  # real | V's reconstruction | M's one-step prediction, t = 0, 2…20
+        assert gif.n_frames == 11 and gif.size[0] == 3 * 64 * report.COMPARISON_SCALE
     driving = summary["driving"]
     assert driving["steps"] == 30 and Image.open(run / "dreams" / "driving.gif").size == (192, 192 + report.CAPTION_PX)
 

@@ -48,6 +48,7 @@ DEFAULT_STEPS = 200  # dream length when --steps is not given (or the env's epis
 SWEEP = np.linspace(-3.0, 3.0, 9)  # latent values of the sweep: ±3 standard deviations of the prior
 RECON_FRAMES = 8
 DRIVE_EVERY = 3  # driving.gif keeps every 3rd step: about 17 frames per second of the env's 50
+VIEW_EVERY = 2  # world_view.gif keeps every 2nd step (three panels a frame: the report stays small enough to ship)
 KL_FRAMES = 32  # frames whose mean KL ranks the latent dimensions
 
 
@@ -208,7 +209,7 @@ def show_real_vs_dream(world: WorldModel, actor: Actor, driver: str, args) -> di
     film = report.comparison_film(c.real, c.dream, plot, columns, args.temperature)
     report.save_gif(film, args.run / "dreams" / "real_vs_dream.gif")
     report.save_mp4(film, args.run / "dreams" / "real_vs_dream.mp4")
-    view = report.world_view_film(c.real, c.recon, c.predicted, f"driven by {driver}")
+    view = report.world_view_film(c.real, c.recon, c.predicted, f"driven by {driver}", every=VIEW_EVERY)
     report.save_gif(view, args.run / "dreams" / "world_view.gif")
     report.save_mp4(view, args.run / "dreams" / "world_view.mp4")
     return {"seed": args.seed, "driver": driver, "steps": len(c.real) - 1, "real_return": float(c.real_rewards.sum()),
