@@ -5,6 +5,7 @@ on stderr that names the flag or file and the fix, with exit code 2 and no trace
 """
 from __future__ import annotations
 
+import _thread
 import argparse
 import math
 import signal
@@ -212,18 +213,33 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _redeliver(unraisable) -> None:
+    """``sys.unraisablehook``: a KeyboardInterrupt (Ctrl-C, or SIGTERM through ``_terminate``) that arrived while
+    Python ran a finalizer or a weakref callback cannot propagate there, and would be lost, printed as "Exception
+    ignored". Deliver it again to the main thread, where it ends the stage as any interrupt does."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        # From another thread, a moment later: raised inside this hook, it would be as unraisable as the first.
+        timer = threading.Timer(0.05, _thread.interrupt_main)
+        timer.daemon = True
+        timer.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a stage's ``main``: bad input or a full disk → one line and exit 2; a dead worker → one line
     and exit 1; Ctrl-C or SIGTERM → exit 130."""
     prog = Path(sys.argv[0]).name
-    handler = None
+    handler, hook = None, sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         handler = signal.signal(signal.SIGTERM, _terminate)
+        sys.unraisablehook = _redeliver
     try:
         _run(main, prog)
     finally:
         if handler is not None:
             signal.signal(signal.SIGTERM, handler)
+            sys.unraisablehook = hook
 
 
 def _run(main: Callable[[], None], prog: str) -> None:

@@ -389,7 +389,7 @@ def busy_worker(stage) -> int:
 
 
 def test_a_hung_evaluation_worker_is_detected_within_the_timeout(tiny_run, tmp_path, reference_trajectory):
-    run, timeout = tmp_path / "run", 15
+    run, timeout = tmp_path / "run", 10
     command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2", "--task-timeout", str(timeout)]
     with started("04_train_controller.py", *command, logs=tmp_path) as stage:
         wait_for(lambda: len(rows(run / "metrics" / "controller.csv")) >= 1, stage, "generation 1")
@@ -637,3 +637,33 @@ def test_a_real_file_size_limit_mid_write_stops_collection_cleanly(tiny_run, tmp
                      "--workers", "2", check=False, preexec_fn=limit)
     assert_one_line_error(proc, "file size limit reached while writing", ".staging/episode_", "free space")
     assert_untouched(before, snapshot(data))
+
+
+def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_stage(capsys):
+    """Python runs a signal's handler wherever the main thread is; inside a weakref callback or a finalizer the
+    KeyboardInterrupt it raises is swallowed ("Exception ignored") and the stage would run on. It is delivered
+    again: the stage stops with exit 130 and its one line."""
+    import gc
+    import weakref
+
+    from pipeline.cli import run_main
+
+    class Thing:
+        pass
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    def stage():
+        thing = Thing()
+        ref = weakref.ref(thing, interrupted)  # noqa: F841 (the callback fires when the object goes)
+        del thing
+        gc.collect()
+        time.sleep(5)  # never finishes: the interrupt arrives within a moment
+        raise AssertionError("the interrupt was lost")
+
+    with pytest.raises(SystemExit) as stopped:
+        run_main(stage)
+    assert stopped.value.code == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(": interrupted; re-run the same command to resume"), lines

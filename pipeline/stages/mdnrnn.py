@@ -96,7 +96,7 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
                              help="auto: a calibration with every weight at 1, then the weights that make the "
                                   "weighted loss reductions rank V ≥ M ≥ f_inv within an order of magnitude")
     joint_flags.add_argument("--calibration-steps", type=positive_int, default=50,
-                             help="--balance auto: steps of the calibration")
+                             help="steps of the calibration that --balance auto runs first")
     joint_flags.add_argument("--collapse-recon", type=positive_float, default=1.5,
                              help="stop when V's validation reconstruction loss passes this many times its value at "
                                   "the start (M's loss took over)")
