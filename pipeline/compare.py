@@ -15,6 +15,7 @@ from data.latents import LatentEpisode
 from data.store import EpisodeRef, read_observations
 from models.mdnrnn import MDNRNN, MDNOutput
 from models.vae import ConvVAE, to_input
+from pipeline.cli import MAX_STEPS, positive_int
 
 
 def mixture_mean(out: MDNOutput) -> torch.Tensor:
@@ -67,3 +68,20 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
             cells.append("–" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, fmt))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def add_open_loop_flags(parser) -> None:
+    """--horizons and --starts: where and how far the open-loop error is measured."""
+    parser.add_argument("--horizons", default="1,5,10,30", help="open-loop prediction horizons k (steps ahead)")
+    parser.add_argument("--starts", type=positive_int, default=4, help="open-loop start points per held-out episode")
+
+
+def parse_horizons(parser, text: str) -> list[int]:
+    """``--horizons`` "1,5,10,30" → sorted distinct steps ahead; anything else is the parser's one-line error."""
+    try:
+        horizons = sorted({int(k) for k in text.split(",")})
+    except ValueError:
+        parser.error(f"argument --horizons: {text!r} is not a comma-separated list of integers")
+    if not horizons or horizons[0] < 1 or horizons[-1] > MAX_STEPS:
+        parser.error(f"argument --horizons: horizons must be positive integers up to {MAX_STEPS}")
+    return horizons

@@ -32,7 +32,7 @@ from pipeline import checkpoint, plots
 from pipeline.errors import RunFailed, UsageError
 from pipeline.metrics import CsvLog
 from pipeline.progress import bar, write
-from pipeline.training import Averages, check_finite, check_weights, mdn_terms
+from pipeline.training import Averages, check_finite, check_weights, epoch_plan, mdn_terms
 
 PARTS = ("vae", "mdn", "inverse")  # in the order the recipe prefers their reductions
 NAMES = {"vae": "V", "mdn": "M", "inverse": "f_inv"}
@@ -277,13 +277,9 @@ def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
           f"reconstruction loss passes {limits['recon']:.4g} or f_inv's fit reaches {limits['fit']:g}")
     log = CsvLog(run / "metrics" / "joint.csv", FIELDS, key="epoch", resume_after=progress["epoch"])
     for epoch in range(progress["epoch"], args.epochs):
-        rng = np.random.default_rng([args.seed, epoch])
-        torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
-        picks = latent_data.windows(train_eps, args.seq_len, rng)
-        order = rng.permutation(len(picks))
+        _, batches = epoch_plan(train_eps, args.seq_len, args.batch, args.seed, epoch)
         avg = Averages()
-        for s in bar(range(0, len(order), args.batch), desc=f"joint epoch {epoch + 1}/{args.epochs}"):
-            chosen = [picks[i] for i in order[s: s + args.batch]]
+        for chosen in bar(batches, desc=f"joint epoch {epoch + 1}/{args.epochs}"):
             terms = step(modules, opt, frame_batch(train_eps, chosen, args.seq_len), weights, device, args.grad_clip,
                          args.done_weight)
             progress["step"] += 1

@@ -127,3 +127,15 @@ def resume(path: Path, made_by: str, model: nn.Module, opt: torch.optim.Optimize
     for group in opt.param_groups:
         group["lr"] = lr
     return state["progress"]
+
+
+def epoch_plan(episodes: list, seq_len: int, batch: int, seed: int, epoch: int
+               ) -> tuple[np.random.Generator, list[list[tuple[int, int]]]]:
+    """An epoch of M's training: its batches of (episode, start) windows in shuffled order, and the generator its
+    batches draw z from. Both come from (seed, epoch) alone, and so does torch's generator (the stochastic cores'
+    noise): an epoch resumed after a kill repeats exactly."""
+    rng = np.random.default_rng([seed, epoch])
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    windows = latent_data.windows(episodes, seq_len, rng)
+    order = rng.permutation(len(windows))
+    return rng, [[windows[i] for i in order[s: s + batch]] for s in range(0, len(order), batch)]

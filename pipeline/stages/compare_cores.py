@@ -25,8 +25,8 @@ from models.cores import CORES
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
 from pipeline import checkpoint, lock, metrics, plots
-from pipeline.cli import MAX_STEPS, Parser, parse_stage_args, positive_int
-from pipeline.compare import count_parameters, markdown_table, open_loop_errors
+from pipeline.cli import Parser, parse_stage_args
+from pipeline.compare import add_open_loop_flags, count_parameters, markdown_table, open_loop_errors, parse_horizons
 from pipeline.plots import plt
 from pipeline.rollouts import open_store
 from pipeline.runconfig import atomic_write_text, load_config
@@ -43,8 +43,7 @@ def parser() -> Parser:
     """Stage 03's flags (every core's options among them), plus the comparison's own."""
     p = mdnrnn.parser(__doc__.splitlines()[0])
     p.add_argument("--cores", default=",".join(CORES), help="comma-separated cores to compare")
-    p.add_argument("--horizons", default="1,5,10,30", help="open-loop prediction horizons k (steps ahead)")
-    p.add_argument("--starts", type=positive_int, default=4, help="open-loop start points per held-out episode")
+    add_open_loop_flags(p)
     return p
 
 
@@ -55,12 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.cores if c not in CORES]
     if unknown or not args.cores:
         p.error(f"argument --cores: unknown core(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CORES)}")
-    try:
-        args.horizons = sorted({int(k) for k in args.horizons.split(",")})
-    except ValueError:
-        p.error(f"argument --horizons: {args.horizons!r} is not a comma-separated list of integers")
-    if not args.horizons or args.horizons[0] < 1 or args.horizons[-1] > MAX_STEPS:
-        p.error(f"argument --horizons: horizons must be positive integers up to {MAX_STEPS}")
+    args.horizons = parse_horizons(p, args.horizons)
     if args.core != p.get_default("core"):
         p.error("argument --core: compare_cores trains every core of --cores; drop --core")
     return args

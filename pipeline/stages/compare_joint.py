@@ -33,8 +33,8 @@ from models.inverse import InverseModel
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
 from pipeline import checkpoint, joint, lock, metrics
-from pipeline.cli import MAX_STEPS, Parser, parse_stage_args, positive_int
-from pipeline.compare import markdown_table, open_loop_errors
+from pipeline.cli import Parser, parse_stage_args
+from pipeline.compare import add_open_loop_flags, markdown_table, open_loop_errors, parse_horizons
 from pipeline.errors import UsageError
 from pipeline.rollouts import open_store
 from pipeline.runconfig import atomic_write_text, load_config
@@ -46,20 +46,14 @@ VARIANTS = ("stagewise", "joint")
 
 def parser() -> Parser:
     p = mdnrnn.parser(__doc__.splitlines()[0])
-    p.add_argument("--horizons", default="1,5,10,30", help="open-loop prediction horizons k (steps ahead)")
-    p.add_argument("--starts", type=positive_int, default=4, help="open-loop start points per held-out episode")
+    add_open_loop_flags(p)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser()
     args = parse_stage_args(p, "compare_joint", argv)
-    try:
-        args.horizons = sorted({int(k) for k in args.horizons.split(",")})
-    except ValueError:
-        p.error(f"argument --horizons: {args.horizons!r} is not a comma-separated list of integers")
-    if not args.horizons or args.horizons[0] < 1 or args.horizons[-1] > MAX_STEPS:
-        p.error(f"argument --horizons: horizons must be positive integers up to {MAX_STEPS}")
+    args.horizons = parse_horizons(p, args.horizons)
     if args.joint:
         p.error("argument --joint: compare_joint trains both ways itself; drop --joint")
     return args

@@ -43,7 +43,7 @@ from pipeline.metrics import CsvLog
 from pipeline.progress import bar as progress_bar
 from pipeline.rollouts import open_store
 from pipeline.runconfig import check_resume, save_stage_config
-from pipeline.training import Averages, check_finite, check_weights, mdn_step, mdn_validate, resume
+from pipeline.training import Averages, check_finite, check_weights, epoch_plan, mdn_step, mdn_validate, resume
 
 # What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
 MAY_CHANGE = {"epochs", "lr", "encode_batch", "device", "log"}
@@ -193,15 +193,10 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
                       core_options=options, train_episodes=len(train), val_episodes=len(val))
     with watch:
         for epoch in range(progress["epoch"], args.epochs):
-            rng = np.random.default_rng([args.seed, epoch])
-            # The stochastic cores' noise too comes from (seed, epoch): a run resumed after a kill repeats the epoch exactly.
-            torch.manual_seed(int(np.random.SeedSequence([args.seed, epoch]).generate_state(1)[0]))
-            windows = latent_data.windows(train, args.seq_len, rng)
-            order = rng.permutation(len(windows))
+            rng, batches = epoch_plan(train, args.seq_len, args.batch, args.seed, epoch)
             avg = Averages()
             start = time.perf_counter()
-            for s in progress_bar(range(0, len(order), args.batch), desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
-                picks = [windows[i] for i in order[s: s + args.batch]]
+            for picks in progress_bar(batches, desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
                 batch = latent_data.batch(train, picks, args.seq_len, rng)
                 terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
                 progress["step"] += 1
@@ -212,7 +207,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
             val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
             log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
                       **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
-            watch.scalars(epoch + 1, {"steps_per_s": -(-len(order) // args.batch) / train_seconds})
+            watch.scalars(epoch + 1, {"steps_per_s": len(batches) / train_seconds})
             progress["epoch"] = epoch + 1
             check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
             checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress,
