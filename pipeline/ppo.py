@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from models.vae import sample_z, to_input
+from pipeline import metrics
 from pipeline.agent import WorldModel
 from pipeline.errors import UsageError
 from pipeline.seeding import Purpose, episode_seeds
@@ -104,8 +105,9 @@ def play(model, env: FeatureEnv, seeds: list[int]) -> tuple[np.ndarray, int]:
     return np.asarray(returns), steps
 
 
-def train(args: argparse.Namespace, world: WorldModel, log, progress_write) -> None:
-    """PPO for ``args.timesteps`` env steps in total (a resumed run continues to that total)."""
+def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write) -> None:
+    """PPO for ``args.timesteps`` env steps in total (a resumed run continues to that total). ``open_log(n)``:
+    the metrics log, keeping the rows of the first n iterations."""
     base = sb3()
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
@@ -113,7 +115,9 @@ def train(args: argparse.Namespace, world: WorldModel, log, progress_write) -> N
 
     run: Path = args.run
     per_iteration = args.n_steps * args.workers
-    start = base.PPO.load(run / CHECKPOINT, device="cpu").num_timesteps if (run / CHECKPOINT).exists() else 0
+    model = base.PPO.load(run / CHECKPOINT, device="cpu") if (run / CHECKPOINT).exists() else None
+    start = model.num_timesteps if model is not None else 0
+    log = open_log(start // per_iteration)
     # Env i's episode seeds: a stream of its own, and a new one each time the run resumes (none played twice).
     first = start // per_iteration * args.workers
     # Emulators that allow one instance per process (stable-retro) get a process per env; the scorer below has
@@ -121,13 +125,14 @@ def train(args: argparse.Namespace, world: WorldModel, log, progress_write) -> N
     vec = SubprocVecEnv if world.source.max_envs_per_process else DummyVecEnv
     envs_ = vec([lambda i=i: Monitor(FeatureEnv(world, args.steps, args.seed, first + i)) for i in range(args.workers)])
     scorer = FeatureEnv(world, args.steps, args.seed)
-    if start:
-        model = base.PPO.load(run / CHECKPOINT, env=envs_, device="cpu")
+    if model is not None:
+        model.set_env(envs_)
         print(f"resuming from {run / CHECKPOINT}: {model.num_timesteps:,} steps")
     else:
         model = base.PPO("MlpPolicy", envs_, n_steps=args.n_steps, batch_size=min(64, per_iteration), seed=args.seed,
                          device="cpu", verbose=0)
-    best = _best_score(log)
+    kept = [row["eval_mean"] for row in metrics.read(log.path) if np.isfinite(row["eval_mean"])]
+    best = max(kept, default=-np.inf)  # the best selection score of the iterations resumed from
 
     class Rows(BaseCallback):
         """One metrics row per iteration; the checkpoint; every --eval-every iterations, the selection score."""
@@ -169,17 +174,6 @@ def train(args: argparse.Namespace, world: WorldModel, log, progress_write) -> N
     scorer.close()
     print(f"PPO trained for {model.num_timesteps:,} env steps: {run / CHECKPOINT} (best-scoring policy: {run / BEST}, "
           f"selection score {best:.1f})")
-
-
-def _best_score(log) -> float:
-    """The best selection score in the metrics kept from an earlier run (-inf if none)."""
-    import csv
-
-    if not log.path.exists():
-        return -np.inf
-    with open(log.path, newline="") as fh:
-        scores = [float(r["eval_mean"]) for r in csv.DictReader(fh) if r.get("eval_mean")]
-    return max(scores, default=-np.inf)
 
 
 def actor(model, source):

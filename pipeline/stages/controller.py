@@ -296,15 +296,16 @@ def save_controller(path, world: WorldModel, state: ESState, trained_in: str) ->
 
 def train_ppo(args, world: WorldModel) -> None:
     """--algo ppo: the metrics and the run's config as CMA-ES keeps them; the training is pipeline/ppo.py's."""
-    per_iteration = args.n_steps * args.workers
-    done = 0
     if (args.run / ppo.CHECKPOINT).exists():
         check_resume(args.run, "controller", args, MAY_CHANGE - {"workers"})
-        done = ppo.sb3().PPO.load(args.run / ppo.CHECKPOINT, device="cpu").num_timesteps // per_iteration
-    log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=done)
-    save_stage_config(args.run, "controller", args, controller_in=world.controller_in,
-                      controller_out=world.controller_out)
-    ppo.train(args, world, log, progress.write)
+
+    def open_log(iterations: int) -> CsvLog:
+        log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=iterations)
+        save_stage_config(args.run, "controller", args, controller_in=world.controller_in,
+                          controller_out=world.controller_out)
+        return log
+
+    ppo.train(args, world, open_log, progress.write)
     plot_fitness(args.run, False, scored=True)
 
 
