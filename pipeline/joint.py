@@ -320,17 +320,19 @@ def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
     return checkpoint.load(run / "vae.pt", "03_train_mdnrnn.py --joint")
 
 
+def latent_pairs(episodes: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every step of latent episodes (z = mu) as f_inv reads it: z_t, z_{t+1} and a_t."""
+    z = np.concatenate([e.mu[:-1] for e in episodes])
+    z_next = np.concatenate([e.mu[1:] for e in episodes])
+    a = np.concatenate([e.actions for e in episodes])
+    return torch.from_numpy(z), torch.from_numpy(z_next), torch.from_numpy(a)
+
+
 def action_fit(train: list, val: list, discrete: bool, seed: int, steps: int = 600, batch: int = 256) -> float:
     """How much of the action a z already holds: a fresh f_inv trained on the (z_t, z_{t+1}) pairs of ``train``
     (latent episodes, z = mu, V frozen) and scored on ``val``: accuracy (discrete) or R² (continuous)."""
-    def pairs(episodes):
-        z = np.concatenate([e.mu[:-1] for e in episodes])
-        z_next = np.concatenate([e.mu[1:] for e in episodes])
-        a = np.concatenate([e.actions for e in episodes])
-        return torch.from_numpy(z), torch.from_numpy(z_next), torch.from_numpy(a)
-
     torch.manual_seed(seed)
-    z, z_next, a = pairs(train)
+    z, z_next, a = latent_pairs(train)
     model = InverseModel(InverseConfig(z.shape[1], a.shape[1], discrete))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(seed)
@@ -341,5 +343,5 @@ def action_fit(train: list, val: list, discrete: bool, seed: int, steps: int = 6
         loss.backward()
         opt.step()
     with torch.no_grad():
-        _, fit = model.loss(*pairs(val))
+        _, fit = model.loss(*latent_pairs(val))
     return next(iter(fit.values()))

@@ -114,10 +114,7 @@ def score(args, variant: str, sub, refs) -> dict:
            **{f"open_loop_{k}": v for k, v in errors.items()}}
     if variant == "joint":
         inverse = InverseModel.from_state(checkpoint.load(sub / "inverse.pt", "03_train_mdnrnn.py --joint"))
-        z = torch.from_numpy(np.concatenate([e.mu[:-1] for e in val]))
-        z_next = torch.from_numpy(np.concatenate([e.mu[1:] for e in val]))
-        a = torch.from_numpy(np.concatenate([e.actions for e in val]))
-        row["own_fit"] = next(iter(inverse.loss(z, z_next, a)[1].values()))
+        row["own_fit"] = next(iter(inverse.loss(*joint.latent_pairs(val))[1].values()))
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
 
 
