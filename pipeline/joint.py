@@ -229,7 +229,7 @@ def calibrate(modules: tuple, episodes: list[FrameEpisode], args, device: torch.
     rng = np.random.default_rng([args.seed, 10**6])
     picks = latent_data.windows(episodes, args.seq_len, rng)
     history = []
-    for _ in range(args.calibration_steps):
+    for _ in bar(range(args.calibration_steps), desc="--balance auto: calibration"):
         chosen = [picks[j] for j in rng.integers(0, len(picks), args.batch)]
         terms = step(trial, opt, frame_batch(episodes, chosen, args.seq_len), ones, device, args.grad_clip,
                      args.done_weight)
