@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -96,10 +96,20 @@ def balance(history: list[dict[str, float]]) -> Balance:
 class CollapseGuard:
     """Stops joint training when V gives up the frames: its reconstruction loss above ``recon_limit``, or the
     inverse model's fit (accuracy for discrete actions, R² for continuous ones) at or above ``fit_limit``, which
-    means z holds the action and little else. The message says which loss took over."""
+    means z holds the action and little else. The message says which loss took over and, from ``weights`` (the
+    λs in use) and ``auto`` (whether ``--balance auto`` chose them), which weight to change."""
 
     recon_limit: float
     fit_limit: float
+    weights: dict[str, float] = field(default_factory=lambda: {"vae": 1.0, "inverse": 1.0})
+    auto: bool = False
+
+    def _advice(self, flag: str, direction: str) -> str:
+        key = "vae" if flag == "--vae-weight" else "inverse"
+        chosen = "chosen by --balance auto" if self.auto else "set by hand"
+        other = "" if self.auto else ", or try --balance auto"
+        return (f"the last good checkpoint is kept: {direction} {flag} (now {self.weights[key]:.3g}, {chosen})"
+                f"{other}")
 
     def check(self, recon: float, fit: float, reductions: dict[str, float], where: str) -> None:
         """Raise ``RunFailed`` (one line) if the run has collapsed at ``where`` (e.g. "epoch 3"). ``reductions``:
@@ -109,17 +119,15 @@ class CollapseGuard:
             raise RunFailed(f"joint training collapsed at {where}: f_inv's loss took over (V's reconstruction loss "
                             f"{recon:.4g} passed the limit {self.recon_limit:.4g} while f_inv's weighted reduction, "
                             f"{reductions['inverse']:.3g}, outgrew M's, {reductions['mdn']:.3g}: z is turning into the "
-                            "action); the last good checkpoint is kept: lower --inverse-weight, or use --balance auto")
+                            f"action); {self._advice('--inverse-weight', 'lower')}")
         if fit >= self.fit_limit:
             raise RunFailed(f"joint training collapsed at {where}: f_inv's loss took over (its fit {fit:.3f} reached "
                             f"the limit {self.fit_limit:g}: z holds the action and little of the frame; V's "
-                            f"reconstruction loss {recon:.4g}); the last good checkpoint is kept: lower "
-                            "--inverse-weight, or use --balance auto")
+                            f"reconstruction loss {recon:.4g}); {self._advice('--inverse-weight', 'lower')}")
         if recon > self.recon_limit:
             raise RunFailed(f"joint training collapsed at {where}: M's loss took over (V's reconstruction loss "
                             f"{recon:.4g} passed the limit {self.recon_limit:.4g}: V is drifting to frames M "
-                            f"predicts easily; f_inv's fit {fit:.3f}); the last good checkpoint is kept: "
-                            "raise --vae-weight, or use --balance auto")
+                            f"predicts easily; f_inv's fit {fit:.3f}); {self._advice('--vae-weight', 'raise')}")
 
 
 # -- the training loop: 03_train_mdnrnn.py --joint -------------------------------------------------------------
@@ -272,7 +280,7 @@ def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
         baseline = validate(modules, val_eps, args.seq_len, args.batch, weights, device, args.done_weight, args.seed)
         limits = {"recon": args.collapse_recon * baseline["recon"], "fit": args.collapse_fit}
         progress = {"epoch": 0, "step": 0}
-    guard = CollapseGuard(limits["recon"], limits["fit"])
+    guard = CollapseGuard(limits["recon"], limits["fit"], weights, auto=args.balance == "auto")
     print(f"joint training with λ_vae = {weights['vae']:.3g}, λ_inv = {weights['inverse']:.3g}; stops if V's "
           f"reconstruction loss passes {limits['recon']:.4g} or f_inv's fit reaches {limits['fit']:g}")
     log = CsvLog(run / "metrics" / "joint.csv", FIELDS, key="epoch", resume_after=progress["epoch"])

@@ -107,6 +107,19 @@ def test_the_collapse_guard_names_the_loss_that_took_over():
         guard.check(recon=100.0, fit=0.995, reductions=m_ahead, where="epoch 3")
 
 
+def test_the_collapse_guard_advises_the_weight_in_use_and_never_the_balance_that_chose_it():
+    """Weights --balance auto chose that still collapse: the advice names the weight to change and its value,
+    and does not send the user back to --balance auto."""
+    auto = CollapseGuard(recon_limit=120.0, fit_limit=0.99, weights={"vae": 0.01, "inverse": 10.0}, auto=True)
+    with pytest.raises(RunFailed, match=r"raise --vae-weight \(now 0.01, chosen by --balance auto\)$"):
+        auto.check(recon=130.0, fit=0.8, reductions={"mdn": 2.0, "inverse": 0.5}, where="epoch 1")
+    with pytest.raises(RunFailed, match=r"lower --inverse-weight \(now 10, chosen by --balance auto\)$"):
+        auto.check(recon=100.0, fit=0.995, reductions={"mdn": 2.0, "inverse": 0.5}, where="epoch 1")
+    manual = CollapseGuard(recon_limit=120.0, fit_limit=0.99, weights={"vae": 0.5, "inverse": 1.0})
+    with pytest.raises(RunFailed, match=r"raise --vae-weight \(now 0.5, set by hand\), or try --balance auto$"):
+        manual.check(recon=130.0, fit=0.8, reductions={"mdn": 2.0, "inverse": 0.5}, where="epoch 1")
+
+
 def _stagewise_copy(tiny_run, run: Path) -> list:
     """A run holding the tiny run's stage-02 V and config, and no M yet."""
     run.mkdir()
