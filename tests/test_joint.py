@@ -176,3 +176,9 @@ def test_compare_joint_trains_both_ways_from_the_same_v_and_everything_downstrea
     run_stage("04_train_controller.py", "--run", joint_run, *TINY["controller"])
     again = run_stage("03_train_mdnrnn.py", "--run", joint_run, *TINY["mdnrnn"], "--joint", "--vae-weight", "0.01")
     assert "resuming joint training" in again.stdout
+    # Other joint weights: the stage-wise variant resumes (they do not concern it), the joint one refuses them.
+    other = run_stage("compare_joint.py", "--run", run, *TINY["mdnrnn"], "--vae-weight", "0.1", check=False)
+    assert other.returncode == 2 and "stagewise: val nll" in other.stdout
+    assert other.stderr.strip().splitlines() == [
+        f"compare_joint.py: error: {joint_run} was started with --vae-weight 0.01, not 0.1: pass --vae-weight 0.01 to "
+        "resume it, or a new --run to start over"]

@@ -47,6 +47,9 @@ from pipeline.training import Averages, check_finite, check_weights, epoch_plan,
 
 # What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
 MAY_CHANGE = {"epochs", "lr", "encode_batch", "device", "log"}
+# Settings of joint training alone: a stage-wise M ignores them, so they may differ when it resumes (compare_joint
+# trains both variants on one set of flags, and a new joint variant must not block the stage-wise one).
+JOINT_ONLY = {"vae_weight", "inverse_weight", "balance", "calibration_steps", "collapse_recon", "collapse_fit"}
 LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
 # Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
 CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
@@ -168,7 +171,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
         if state.get("vae_fingerprint", vae_fingerprint) != vae_fingerprint:
             raise UsageError(f"{ckpt_path} was trained on the codes of another V than {vae_path} (retrained since?): "
                              "delete it to train M on this V, or pass a new --run")
-        check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
+        check_resume(args.run, "mdnrnn", args, MAY_CHANGE | JOINT_ONLY, dataset=dataset)
 
     # Refused before any work: nothing is re-encoded for a run that cannot resume.
     resumed = resume(ckpt_path, "03_train_mdnrnn.py", model, opt, args.lr, same_model)
