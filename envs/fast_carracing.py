@@ -12,8 +12,11 @@ import math
 import gymnasium as gym
 import numpy as np
 import pygame
+from gymnasium.envs.box2d import car_dynamics as _car_dynamics
 from gymnasium.envs.box2d import car_racing as _stock
 from pygame import gfxdraw
+
+from envs import carracing_raster as raster
 
 _W, _H = _stock.WINDOW_W, _stock.WINDOW_H
 _MARGIN = _stock.MAX_SHAPE_DIM  # the stock renderer's culling margin around the window
@@ -26,25 +29,33 @@ _VECTOR_EPSILON = pygame.math.Vector2().epsilon
 # A vertical dashboard bar of value v reaches up to row _H - (1 + v) * _H / 40; below this value it stays inside the
 # dashboard (v = 4 would touch its top edge).
 _BAR_VALUE_LIMIT = 3.9
+_BAND = 50  # canvas rows drawn and x-shrunk at a time (200 kB: stays in cache between the two)
+_BACKENDS = ("SSE2", "NEON")  # smoothscale's filter_shrink_X_SSE2, which the kernels reproduce
 
 
-def _rotate(x, y, angle: float):
-    """(x, y) rotated by ``angle`` radians, bit-for-bit as ``pygame.math.Vector2.rotate_rad`` computes it
-    (angle reduced into [0, 2π) with fmod; quarter turns within the vector epsilon are exact swaps), for floats
-    or float64 arrays alike."""
+def _rotation(angle: float) -> tuple[int, float, float]:
+    """How ``pygame.math.Vector2.rotate_rad`` rotates by ``angle``: angle reduced into [0, 2π) with fmod, then
+    an exact swap for quarter turns within the vector epsilon (``quarter`` 0-3), else (4, cos, sin)."""
     a = math.fmod(angle, _TWO_PI)
     if a < 0:
         a += _TWO_PI
     if math.fmod(a + _VECTOR_EPSILON, _HALF_PI) < 2 * _VECTOR_EPSILON:
-        quarter = int((a + _VECTOR_EPSILON) / _HALF_PI) % 4
-        if quarter == 0:
-            return x, y
-        if quarter == 1:
-            return -y, x
-        if quarter == 2:
-            return -x, -y
+        return int((a + _VECTOR_EPSILON) / _HALF_PI) % 4, 1.0, 0.0
+    return 4, math.cos(a), math.sin(a)
+
+
+def _rotate(x, y, angle: float):
+    """(x, y) rotated by ``angle`` radians, bit-for-bit as ``pygame.math.Vector2.rotate_rad`` computes it, for
+    floats or float64 arrays alike."""
+    quarter, cos, sin = _rotation(angle)
+    if quarter == 0:
+        return x, y
+    if quarter == 1:
+        return -y, x
+    if quarter == 2:
+        return -x, -y
+    if quarter == 3:
         return y, -x
-    sin, cos = math.sin(a), math.cos(a)
     return cos * x - sin * y, sin * x + cos * y
 
 
@@ -59,61 +70,65 @@ def _grass_quads() -> np.ndarray:
     return np.array(quads, dtype=np.float64)
 
 
+_FIELD = np.array([[(1, 1), (1, -1), (-1, -1), (-1, 1)]], dtype=np.float64) * _stock.PLAYFIELD
 _GRASS = _grass_quads()
-_FIELD = np.array([(1, 1), (1, -1), (-1, -1), (-1, 1)], dtype=np.float64) * _stock.PLAYFIELD
+_ROAD0 = 1 + len(_GRASS)  # scene polygons: the playfield, the grass squares, then the road
 
 
-def _covers_window(quad: list[list[int]]) -> bool:
-    """Whether gfxdraw.filled_polygon of this integer quadrilateral paints every pixel of the window.
+def _xrgb_surface(size) -> pygame.Surface:
+    """A new surface in the pixel format the kernels work in (32-bit ``0x00RRGGBB``, pygame's default here)."""
+    surface = pygame.Surface(size)
+    if surface.get_bitsize() != 32 or surface.get_masks()[:3] != (0xFF0000, 0xFF00, 0xFF):
+        raise RuntimeError(f"FastCarRacing needs 32-bit XRGB surfaces, got masks {surface.get_masks()}")
+    return surface
 
-    True only with room to spare: the quad is convex and contains the window grown by 3 px on every side, and its
-    coordinates are small enough that SDL_gfx's 16.16 fixed-point scanline arithmetic cannot overflow. Then every
-    row 0.._H-1 lies strictly between the quad's lowest and highest vertex and has exactly two edge crossings,
-    each computed to within 0.75 px, so the row's span [xa, xb] reaches past both sides of the window."""
-    xs = [p[0] for p in quad]
-    ys = [p[1] for p in quad]
-    if max(map(abs, xs + ys)) > 16000:
-        return False
-    cross = []
-    for i in range(4):
-        (x0, y0), (x1, y1), (x2, y2) = quad[i], quad[(i + 1) % 4], quad[(i + 2) % 4]
-        cross.append((x1 - x0) * (y2 - y1) - (y1 - y0) * (x2 - x1))
-    if not (all(c > 0 for c in cross) or all(c < 0 for c in cross)):
-        return False
-    sign = 1 if cross[0] > 0 else -1
-    for cx, cy in ((-3, -3), (_W + 3, -3), (_W + 3, _H + 3), (-3, _H + 3)):
-        for i in range(4):
-            (x0, y0), (x1, y1) = quad[i], quad[(i + 1) % 4]
-            if sign * ((x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0)) <= 0:
-                return False
-    return True
+
+class _RecolourTracker(_stock.FrictionDetector):
+    """Gymnasium's contact listener, which resets a road tile's colour on every contact with it, also noting the
+    tiles it touched so the renderer re-reads only their colours."""
+
+    def __init__(self, env, lap_complete_percent):
+        super().__init__(env, lap_complete_percent)
+        self.touched: list = []
+
+    def _contact(self, contact, begin):
+        for fixture in (contact.fixtureA, contact.fixtureB):
+            tile = fixture.body.userData
+            if tile and "road_friction" in tile.__dict__:
+                self.touched.append(tile)
+        super()._contact(contact, begin)
 
 
 class FastCarRacing(_stock.CarRacing):
     """Gymnasium's ``CarRacing`` (v3) with a faster renderer that produces byte-identical frames.
 
     Same constructor, physics, rewards and termination as the parent; only ``_render`` for the ``state_pixels``
-    and ``rgb_array`` modes is replaced (``human`` keeps the parent's). The frame is drawn with the same pygame
-    primitives, in the same order, with the same integer vertices, so every pixel matches; what changes is the
-    work around them:
+    and ``rgb_array`` modes is replaced (``human`` keeps the parent's). The parent draws the playfield, 400 grass
+    squares and the road tiles with gfxdraw, the car with ``pygame.draw``, flips the window, draws the dashboard
+    and shrinks it with ``smoothscale``. Here compiled kernels (``envs/carracing_raster.py``, whose docstring says
+    why each is exact) do the same arithmetic:
 
-    - The vertices of the 400 grass squares and of the road polygons are rotated, zoomed, translated and culled
-      as numpy arrays (cached per episode) instead of one ``Vector2`` at a time. The arithmetic is the one
-      ``Vector2.rotate_rad`` and the parent do, in the same order, in float64, so the coordinates are equal.
-      Tile colours are read at draw time (contact recolours them in place).
-    - Polygons that pass the parent's generous culling test but whose integer vertices lie wholly off the window,
-      or wholly in the rows the dashboard covers, are not drawn: gfxdraw would touch no visible pixel.
-    - When the playfield polygon covers the window (after the first second's zoom, away from the field's edge),
-      its fill is a ``Surface.fill`` instead of a scanline fill over ~15,000 rows; its anti-aliased outline is
-      still drawn (off-window, so it draws nothing).
-    - The canvas, the font and each distinct reward text are reused instead of rebuilt every frame.
-    - ``smoothscale`` shrinks x and y in two separable passes; the window is shrunk in x from the unflipped canvas
-      (only the rows the dashboard does not cover), flipped at the reduced width, stacked with the x-shrunk
-      dashboard, then shrunk in y. This equals flipping the full window, drawing the dashboard and shrinking it,
-      because the dashboard covers its rows completely and each pass works on rows or columns independently.
-      If a dashboard bar would reach above the dashboard, the frame is composed exactly as the parent does.
+    - The vertices of all polygons are rotated, zoomed, translated, truncated and culled in one call, with the
+      parent's float64 operations in its order, so the integer vertices are equal; the car's vertices go through
+      Box2D's float32 ``b2Mul`` first, as ``Car.draw`` gets them.
+    - The playfield, grass and road are drawn by a port of SDL_gfx's ``aapolygonRGBA`` and
+      ``filledPolygonRGBAMT`` (what ``gfxdraw.aapolygon`` and ``gfxdraw.filled_polygon`` run), the car by a port
+      of pygame's ``draw.polygon``, only on the canvas rows the dashboard does not cover, in bands of rows.
+    - ``smoothscale`` is separable: an x pass (each row alone) then a y pass (each column alone). Each band is
+      shrunk in x (a port of pygame's ``filter_shrink_X_SSE2``) right after it is drawn, reading only the source
+      pixels of output pixels near an edge; the others are a table lookup of their colour. The rows land flipped
+      in a narrow surface, above the dashboard's rows (drawn and x-shrunk the same way), and pygame's own
+      ``smoothscale`` does the y pass. This equals flipping the full window, drawing the dashboard and shrinking
+      it, because the dashboard covers its rows completely.
+    - In ``rgb_array`` mode (skid marks: ``Car.draw`` with particles) and when a dashboard bar would reach above
+      the dashboard, the whole canvas is drawn and the parent's code draws the car; in the second case the frame
+      is then composed exactly as the parent does. With another smoothscale backend than SSE2/NEON (whose
+      arithmetic the x pass reproduces) the parent renders.
+    - Road tile colours are re-read when Gymnasium's contact listener (``_RecolourTracker``, installed at reset)
+      touches the tile; the font and each reward text are reused.
 
-    ``self.surf`` is the unflipped canvas (not the finished window) after a ``state_pixels``/``rgb_array`` render.
+    ``self.surf`` is an internal drawing surface (not the finished window) after a ``state_pixels`` or
+    ``rgb_array`` render.
     """
 
     def __init__(
@@ -133,28 +148,72 @@ class FastCarRacing(_stock.CarRacing):
         )
         self._scene_of = None  # the road_poly list the cached scene was built from
         self._scene_x = self._scene_y = None
-        self._scene_colors: list = []
+        self._ix = self._iy = self._keep = None
+        self._colors: np.ndarray | None = None  # each scene polygon's pixel
+        self._colors_of: tuple = ()  # the playfield and grass colours they were read for
+        self._tile_index: dict[int, int] = {}  # id of a tile's colour array → its scene polygon
         self._canvas: pygame.Surface | None = None
-        self._dash: pygame.Surface | None = None
+        self._pixels: np.ndarray | None = None  # the canvas's pixels, shared
+        self._band = np.zeros((_BAND, _W), np.uint32)
         self._font = None
-        self._texts: dict[str, tuple[pygame.Surface, pygame.Rect]] = {}
-        self._shrink: dict[tuple[int, int], tuple[pygame.Surface, pygame.Surface, pygame.Surface]] = {}
+        self._texts: dict[str, tuple] = {}
+        self._shrink: dict[tuple[int, int], tuple] = {}
         self._probe: pygame.Surface | None = None
+        self._car_of = None
+        self._car_static: tuple = ()
+        self._car_xy = (np.zeros((0, 8), np.int64), np.zeros((0, 8), np.int64))
+        # no car polygons, for ``raster.render``: (none), vertices, counts or colours, drawn
+        self._no_car = (None, np.zeros((0, 8), np.int64), np.zeros(0, np.int64), np.zeros(0, np.bool_))
+        self._view = np.zeros(7, np.float64)  # (quarter, cos, sin, zoom, tx, ty, margin), see raster.transform
+        self._view[6] = _MARGIN
+        self._values = np.zeros(8, np.float64)  # see _dashboard_values
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        tracker = _RecolourTracker(self, self.lap_complete_percent)
+        self.world.contactListener_bug_workaround = tracker  # (the world keeps no reference of its own)
+        self.world.contactListener = tracker
+        return obs, info
 
     # -- per-episode and persistent state ------------------------------------------------------------------------
 
     def _scene(self):
-        """Grass then road polygons as (P, 4) x and y arrays, and the colour source of each (None: grass)."""
-        if self._scene_of is not self.road_poly or len(self._scene_colors) != len(_GRASS) + len(self.road_poly):
+        """Playfield, grass then road polygons as (P, 4) x and y arrays, and each one's pixel."""
+        listener = self.world.contactListener
+        touched = listener.touched if isinstance(listener, _RecolourTracker) else None
+        if self._scene_of is not self.road_poly or len(self._colors) != _ROAD0 + len(self.road_poly):
             road = np.array([poly for poly, _ in self.road_poly], dtype=np.float64).reshape(len(self.road_poly), 4, 2)
-            verts = np.concatenate([_GRASS, road])
+            verts = np.concatenate([_FIELD, _GRASS, road])
             self._scene_x = np.ascontiguousarray(verts[..., 0])
             self._scene_y = np.ascontiguousarray(verts[..., 1])
-            self._scene_colors = [None] * len(_GRASS) + [color for _, color in self.road_poly]
             self._scene_of = self.road_poly
-        return self._scene_x, self._scene_y, self._scene_colors
+            n = len(verts)
+            self._ix, self._iy = np.empty((n, 4), np.int64), np.empty((n, 4), np.int64)
+            self._keep = np.empty(n, np.bool_)
+            self._colors = np.zeros(n, np.int64)
+            self._colors_of = ()
+            self._tile_index = {id(color): _ROAD0 + k for k, (_, color) in enumerate(self.road_poly)}
+            touched = None
+        if touched is None:  # a new scene, or the stock listener (before reset() returns): read every tile
+            rgb = np.array([color for _, color in self.road_poly], dtype=np.float64).astype(np.int64)
+            self._colors[_ROAD0:] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]  # gfxdraw gets int(c)
+        else:
+            for tile in touched:
+                k = self._tile_index.get(id(tile.color))
+                if k is not None:
+                    r, g, b = (int(c) for c in tile.color)
+                    self._colors[k] = (r << 16) | (g << 8) | b
+        if isinstance(listener, _RecolourTracker):
+            listener.touched.clear()
+        key = (self.bg_color.tobytes(), self.grass_color.tobytes())
+        if key != self._colors_of:
+            self._colors[0] = self._mapped(self.bg_color)
+            self._colors[1:_ROAD0] = self._mapped(self.grass_color)
+            self._colors_of = key
+        return self._scene_x, self._scene_y, self._colors
 
-    def _text(self) -> tuple[pygame.Surface, pygame.Rect]:
+    def _text(self):
+        """The reward text (surface, rect, pixels) the parent blits on the dashboard."""
         label = f"{self.reward:04.0f}"
         cached = self._texts.get(label)
         if cached is None:
@@ -166,26 +225,107 @@ class FastCarRacing(_stock.CarRacing):
             text = self._font.render(label, True, (255, 255, 255), (0, 0, 0))
             rect = text.get_rect()
             rect.center = (60, _H - _H * 2.5 / 40.0)
-            cached = self._texts[label] = (text, rect)
+            pixels = None
+            if not text.get_flags() & pygame.SRCALPHA and text.get_colorkey() is None and text.get_alpha() is None:
+                opaque = _xrgb_surface(text.get_size())
+                opaque.blit(text, (0, 0))  # an opaque blit: the pixels it leaves on the dashboard
+                pixels = np.ascontiguousarray(pygame.surfarray.array2d(opaque).T, dtype=np.uint32)
+            cached = self._texts[label] = (text, rect, pixels)
         return cached
 
-    def _mapped(self, color) -> pygame.Color:
-        """The colour gfxdraw would paint for ``color`` (whatever its type), read back from a probe pixel."""
+    def _mapped(self, color) -> int:
+        """The pixel gfxdraw would store for ``color`` (whatever its type), read back from a probe pixel."""
         if self._probe is None:
-            self._probe = pygame.Surface((1, 1))
+            self._probe = _xrgb_surface((1, 1))
         gfxdraw.pixel(self._probe, 0, 0, color)
-        return self._probe.get_at((0, 0))
+        return self._probe.get_at_mapped((0, 0))
 
-    def _shrink_surfaces(self, size):
+    def _canvas_state(self):
+        if self._canvas is None:
+            canvas = _xrgb_surface((_W, _H))
+            self._pixels = np.frombuffer(canvas.get_buffer(), np.uint32).reshape(_H, canvas.get_pitch() // 4)[:, :_W]
+            self._canvas = canvas
+        return self._canvas, self._pixels
+
+    def _shrink_state(self, size):
+        """Per output size: the surface of x-shrunk window rows and its pixels, the output surface, the x-pass
+        schedule (``raster.shrink_schedule``), the flags of output pixels to compute from their pixels, and the
+        kernels' integer layout (w, h, bar, text x, text y, xrecip)."""
         if size not in self._shrink:
             w, h = size
-            self._shrink[size] = (pygame.Surface((w, _H - _BAR)), pygame.Surface((w, _H)), pygame.Surface((w, h)))
+            stacked = _xrgb_surface((w, _H))
+            pixels = np.frombuffer(stacked.get_buffer(), np.uint32).reshape(_H, stacked.get_pitch() // 4)
+            sched, first, xrecip, table = raster.shrink_schedule(_W, w)
+            dirty = np.zeros((_H, w), np.uint8)
+            layout = np.array([_W, _H, _BAR, 0, 0, xrecip], np.int64)
+            self._shrink[size] = (stacked, pixels, _xrgb_surface((w, h)), (sched, first, table), dirty, layout)
         return self._shrink[size]
+
+    def _car_polygons(self):
+        """The car's polygons in ``Car.draw``'s order, for ``raster.car_vertices``: for each wheel its fixture then
+        its white stripe, then the hull's fixtures. Returns (bodies, verts, counts, owner, colors, drawn), drawn
+        telling which stripes the stock code draws this frame."""
+        car = self.car
+        if self._car_of is not car:
+            slots = []  # (body index, local vertices, colour); a None vertex list is a wheel's stripe
+            for b, obj in enumerate(car.drawlist):
+                color = [int(c * 255) for c in obj.color]
+                for f in obj.fixtures:
+                    slots.append((b, f.shape.vertices, (color[0] << 16) | (color[1] << 8) | color[2]))
+                    if "phase" in obj.__dict__:
+                        white = _car_dynamics.WHEEL_WHITE
+                        slots.append((b, None, (white[0] << 16) | (white[1] << 8) | white[2]))
+            verts = np.zeros((len(slots), max(len(v) for _, v, _ in slots if v is not None), 2), np.float32)
+            counts = np.full(len(slots), 4, np.int64)
+            for k, (_, v, _) in enumerate(slots):
+                if v is not None:
+                    verts[k, : len(v)] = v
+                    counts[k] = len(v)
+            owner = np.array([b for b, _, _ in slots], np.int64)
+            colors = np.array([c for _, _, c in slots], np.int64)
+            stripes = [(k, car.drawlist[b]) for k, (b, v, _) in enumerate(slots) if v is None]
+            bodies = np.zeros((len(car.drawlist), 4), np.float32)
+            drawn = np.ones(len(slots), np.bool_)
+            self._car_static = (bodies, verts, counts, owner, colors, drawn), stripes
+            self._car_of = car
+            n = len(slots)
+            self._car_xy = (np.zeros((n, verts.shape[1]), np.int64), np.zeros((n, verts.shape[1]), np.int64))
+        polygons, stripes = self._car_static
+        bodies, verts, _, _, _, drawn = polygons
+        for b, obj in enumerate(car.drawlist):
+            t = obj.transform
+            p, q = t.position, t.q
+            bodies[b] = (p.x, p.y, q.s, q.c)
+        half_w, size = _car_dynamics.WHEEL_W * _car_dynamics.SIZE, _car_dynamics.SIZE
+        for k, wheel in stripes:
+            phase = wheel.phase
+            s1, s2 = math.sin(phase), math.sin(phase + 1.2)
+            drawn[k] = not (s1 > 0 and s2 > 0)
+            if drawn[k]:
+                c1, c2 = math.cos(phase), math.cos(phase + 1.2)
+                if s1 > 0:
+                    c1 = np.sign(c1)
+                if s2 > 0:
+                    c2 = np.sign(c2)
+                y1, y2 = +_car_dynamics.WHEEL_R * c1 * size, +_car_dynamics.WHEEL_R * c2 * size
+                # float64 → float32, as Box2D's b2Vec2 stores them
+                verts[k, :4] = ((-half_w, y1), (+half_w, y1), (+half_w, y2), (-half_w, y2))
+        return polygons
+
+    def _dashboard_values(self) -> np.ndarray:
+        """What ``_render_indicators`` reads: speed x and y, the wheels' omega, the front joint angle, the hull's
+        angular velocity."""
+        car = self.car
+        v = car.hull.linearVelocity
+        w = car.wheels
+        values = self._values
+        values[:] = (v[0], v[1], w[0].omega, w[1].omega, w[2].omega, w[3].omega, w[0].joint.angle, car.hull.angularVelocity)
+        return values
 
     # -- rendering -----------------------------------------------------------------------------------------------
 
     def _render(self, mode: str):
-        if mode not in ("state_pixels", "rgb_array"):
+        if mode not in ("state_pixels", "rgb_array") or pygame.transform.get_smoothscale_backend() not in _BACKENDS:
             return super()._render(mode)
         if self.clock is None:
             self.clock = pygame.time.Clock()
@@ -193,88 +333,64 @@ class FastCarRacing(_stock.CarRacing):
             return None  # reset() not called yet
         assert self.car is not None
 
-        if self._canvas is None:
-            self._canvas = pygame.Surface((_W, _H))
-        canvas = self._canvas
-
         angle = -self.car.hull.angle
         zoom = 0.1 * _stock.SCALE * max(1 - self.t, 0) + _stock.ZOOM * _stock.SCALE * min(self.t, 1)
         scroll_x = -(self.car.hull.position[0]) * zoom
         scroll_y = -(self.car.hull.position[1]) * zoom
         trans = pygame.math.Vector2((scroll_x, scroll_y)).rotate_rad(angle)
         trans = (_W / 2 + trans[0], _H / 4 + trans[1])
-
-        self._draw_road(canvas, zoom, trans, angle)
-        self.car.draw(canvas, zoom, trans, angle, mode not in ["state_pixels_list", "state_pixels"])
+        view = self._view
+        view[:6] = (*_rotation(angle), zoom, trans[0], trans[1])
 
         size = (_stock.VIDEO_W, _stock.VIDEO_H) if mode == "rgb_array" else (_stock.STATE_W, _stock.STATE_H)
-        text, text_rect = self._text()
-        car = self.car
-        v = car.hull.linearVelocity
-        bars_fit = 0.02 * math.hypot(v[0], v[1]) < _BAR_VALUE_LIMIT and all(
-            0.01 * w.omega < _BAR_VALUE_LIMIT for w in car.wheels
-        )
-        if bars_fit and text_rect.top >= _H - _BAR and text_rect.bottom <= _H:
-            out = self._compose_split(canvas, text, text_rect, size)
-        else:
-            out = self._compose_full(canvas, text, text_rect, size)
-        self.surf = canvas
-        return np.transpose(np.array(pygame.surfarray.pixels3d(out)), axes=(1, 0, 2))
-
-    def _draw_road(self, canvas: pygame.Surface, zoom: float, trans, angle: float) -> None:
-        tx, ty = trans
-        # the playfield (never culled)
-        fx, fy = _rotate(_FIELD[:, 0], _FIELD[:, 1], angle)
-        field = np.stack([fx * zoom + tx, fy * zoom + ty], axis=1).astype(np.int64).astype(np.int16).tolist()
-        if _covers_window(field):
-            gfxdraw.aapolygon(canvas, field, self.bg_color)  # wholly off the window: draws nothing visible
-            canvas.fill(self._mapped(self.bg_color), (0, _BAR, _W, _H - _BAR))
-        else:
-            canvas.fill((0, 0, 0))  # the parent draws on a fresh, zeroed surface
-            gfxdraw.aapolygon(canvas, field, self.bg_color)
-            gfxdraw.filled_polygon(canvas, field, self.bg_color)
-
-        # grass and road, culled exactly as the parent culls them
+        stacked, stacked_pixels, out, (sched, first, table), dirty, layout = self._shrink_state(size)
         xs, ys, colors = self._scene()
-        rx, ry = _rotate(xs, ys, angle)
-        px = rx * zoom + tx
-        py = ry * zoom + ty
-        inside = (px >= -_MARGIN) & (px <= _W + _MARGIN) & (py >= -_MARGIN) & (py <= _H + _MARGIN)
-        idx = np.flatnonzero(inside.any(axis=1))
-        if idx.size == 0:
-            return
-        ix = px[idx].astype(np.int64).astype(np.int16)  # what gfxdraw receives: int() then a cast to Sint16
-        iy = py[idx].astype(np.int64).astype(np.int16)
-        # polygons whose pixels would all fall off the window or under the dashboard (gfxdraw stays within one
-        # pixel of the vertices' bounding box)
-        touches = ~(
-            (ix.max(axis=1) < -2) | (ix.min(axis=1) > _W + 1) | (iy.max(axis=1) < _BAR - 2) | (iy.min(axis=1) > _H + 1)
+        ix, iy, keep = self._ix, self._iy, self._keep
+        text, text_rect, text_pixels = self._text()
+        values = self._dashboard_values()
+        split = (
+            0.02 * math.hypot(values[0], values[1]) < _BAR_VALUE_LIMIT
+            and max(values[2:6]) * 0.01 < _BAR_VALUE_LIMIT
+            and text_rect.top >= _H - _BAR
+            and text_rect.bottom <= _H
+            and text_pixels is not None
         )
-        idx = idx[touches]
-        pts = np.stack([ix[touches], iy[touches]], axis=2).tolist()
-        grass = self.grass_color
-        aapolygon, filled_polygon = gfxdraw.aapolygon, gfxdraw.filled_polygon
-        for k, poly in zip(idx.tolist(), pts):
-            color = colors[k]
-            color = grass if color is None else [int(c) for c in color]
-            aapolygon(canvas, poly, color)
-            filled_polygon(canvas, poly, color)
+        layout[3], layout[4] = text_rect.left, text_rect.top
+        if mode == "state_pixels" and split:
+            # all in one call: the scene and the car drawn and x-shrunk band by band in a small canvas, then
+            # the dashboard
+            car = self._car_polygons()
+            cx, cy = self._car_xy
+            raster.frame(
+                view, xs, ys, colors, ix, iy, keep, car, cx, cy, values, text_pixels, layout,
+                self._band, dirty, stacked_pixels, sched, first, table,
+            )  # fmt: skip
+            return self._image(pygame.transform.smoothscale(stacked, size, out), size)
+        # The whole canvas, with the car (and in rgb_array mode its particles: skid marks anywhere on the canvas)
+        # drawn by the parent's code; every output pixel is then computed from its pixels.
+        canvas, pixels = self._canvas_state()
+        raster.transform(view, xs, ys, _W, _H, _BAR, ix, iy, keep)
+        no = self._no_car
+        raster.render(
+            pixels[_BAR:], dirty[_BAR:], _BAR, _H, ix, iy, keep, colors, no[1], no[1], no[2], no[2], no[3],
+            False, stacked_pixels, sched, first, layout[5], table,
+        )  # fmt: skip
+        self.car.draw(canvas, zoom, trans, angle, mode not in ["state_pixels_list", "state_pixels"])
+        self.surf = canvas
+        if not split:
+            return self._image(self._compose_full(canvas, text, text_rect, size), size)
+        dirty[_BAR:] = 1
+        raster.shrink_rows(pixels[_BAR:], dirty[_BAR:], _BAR, _H, _H, True, stacked_pixels, *sched, layout[5], table)
+        raster.dashboard(
+            self._band, dirty, _H, _H - _BAR, values, text_pixels, text_rect.left, text_rect.top,
+            stacked_pixels, sched, first, layout[5], table,
+        )  # fmt: skip
+        return self._image(pygame.transform.smoothscale(stacked, size, out), size)
 
-    def _compose_split(self, canvas, text, text_rect, size) -> pygame.Surface:
-        """Shrink in x the visible canvas rows and the dashboard separately, stack them flipped, shrink in y."""
-        w, _ = size
-        road_x, stacked, out = self._shrink_surfaces(size)
-        pygame.transform.smoothscale(canvas.subsurface((0, _BAR, _W, _H - _BAR)), (w, _H - _BAR), road_x)
-        stacked.blit(pygame.transform.flip(road_x, False, True), (0, 0))
-        if self._dash is None:
-            self._dash = pygame.Surface((_W, _H))
-        self.surf = self._dash
-        self._render_indicators(_W, _H)  # draws the black dashboard over its rows first
-        self._dash.blit(text, text_rect)
-        pygame.transform.smoothscale(
-            self._dash.subsurface((0, _H - _BAR, _W, _BAR)), (w, _BAR), stacked.subsurface((0, _H - _BAR, w, _BAR))
-        )
-        return pygame.transform.smoothscale(stacked, size, out)
+    @staticmethod
+    def _image(frame: pygame.Surface, size) -> np.ndarray:
+        """The frame as the parent returns it: (height, width, 3) uint8 RGB."""
+        return raster.rgb(np.frombuffer(frame.get_buffer(), np.uint32).reshape(size[1], frame.get_pitch() // 4), size[0])
 
     def _compose_full(self, canvas, text, text_rect, size) -> pygame.Surface:
         """The parent's composition: flip the whole window, draw the dashboard on it, shrink."""
