@@ -6,10 +6,14 @@ The table also replaces the one between the bench markers of docs/benchmarks.md 
 page, ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given), so the published
 figures are always those of the last full run, with the command that measured them.
 
-Figures: stock CarRacing-v3 against FastCarRacing on the same actions; controller-evaluation env-steps/s
-(V, M and C in the loop) against the bare env, and dream-steps/s (C evolved inside M) against both;
+Figures: stock CarRacing-v3 against FastCarRacing and EnvPool's C++ CarRacing-v3 (1 env, and 8 envs batched;
+skipped when envpool, a bench-only requirement in requirements-bench.txt, is not installed) on the same
+actions; controller-evaluation env-steps/s (V, M and C in the loop) against the bare env, and dream-steps/s
+(C evolved inside M) against both;
 collection frames/s with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); the env-steps/s of
-every other data source; V training images/s; M training steps/s at the paper's batch (100 × 999).
+every other data source; V training images/s; M training steps/s at the paper's batch (100 × 999). Under
+the table, one line per speed target: FastCarRacing against EnvPool with 1 env, batched envs against EnvPool
+with 8, and dreams against real-env evaluation.
 """
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DOC = ROOT / "docs" / "benchmarks.md"
+NO_ENVPOOL = "envpool not installed (pip install -r requirements-bench.txt)"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from doc_table import render_table, write_between_markers  # noqa: E402  (bench/doc_table.py, beside this script)
+from doc_table import Target, render_table, render_targets, write_between_markers  # noqa: E402  (bench/doc_table.py, beside this script)
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
@@ -93,6 +98,25 @@ def bench_bare_env(env_class: type, steps: int) -> float:
     for action in actions:
         env.step(action)
     return steps / (time.perf_counter() - start)
+
+
+def bench_envpool(num_envs: int, steps: int) -> float | None:
+    """env-steps/s of EnvPool's CarRacing-v3: ``num_envs`` envs stepped as one batch on one thread, every env on
+    ``bench_bare_env``'s Brownian action sequence; None when envpool is not installed."""
+    try:
+        import envpool
+    except ImportError:
+        return None
+    env = envpool.make("CarRacing-v3", env_type="gymnasium", num_envs=num_envs, num_threads=1)
+    policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
+    actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
+    env.reset()
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    rate = num_envs * steps / (time.perf_counter() - start)
+    env.close()
+    return rate
 
 
 def bench_dream(pop: int, trials: int, steps: int, device: str) -> float:
@@ -177,7 +201,7 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
     process pool and with Ray actors: (local env-steps/s, Ray env-steps/s, same fitness values). Worker start-up
     (loading V and M) is left out of both: each backend plays one generation to warm up first."""
     from pipeline import checkpoint
-    from pipeline.evolution import make_evaluator
+    from pipeline.evolution import Evaluator
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -186,7 +210,7 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
         candidates = np.random.default_rng(0).normal(0, 0.1, (pop, num_params(32 + 256, 3)))
         rates, fitness = [], []
         for backend in ("local", "ray"):
-            evaluator = make_evaluator(run, "carracing", None, steps, workers, 600.0, backend)
+            evaluator = Evaluator(run, "carracing", None, steps, workers, 600.0, backend)
             try:
                 evaluator.fitness(candidates, list(range(100, 100 + trials)))
                 start = time.perf_counter()
@@ -311,6 +335,14 @@ def main() -> None:
     fast = bench_bare_env(FastCarRacing, steps * 2)
     rows.append(("stock CarRacing-v3 (Gymnasium), 1 process", f"{stock:,.0f} env-steps/s", "1.00 (baseline)"))
     rows.append(("FastCarRacing (pixel-identical), 1 process", f"{fast:,.0f} env-steps/s", f"{fast / stock:.2f} × stock"))
+    pool_1, pool_8 = bench_envpool(1, steps * 2), bench_envpool(8, steps)
+    if pool_1 is None:
+        rows.append(("EnvPool CarRacing-v3", "skipped", NO_ENVPOOL))
+    else:
+        rows.append(("EnvPool CarRacing-v3 (C++), 1 env, 1 thread", f"{pool_1:,.0f} env-steps/s",
+                     f"{pool_1 / stock:.2f} × stock"))
+        rows.append(("EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread", f"{pool_8:,.0f} env-steps/s",
+                     f"{pool_8 / pool_1:.2f} × EnvPool 1 env"))
     batch = 4 * scale
     for fast_env, label in ((False, "stock CarRacing-v3"), (True, "FastCarRacing")):
         for workers in sorted({1, n}):
@@ -361,7 +393,16 @@ def main() -> None:
     rows.append((f"M training (LSTM 256), batch {shape[0]} × {shape[1]}, stage 03's step, CPU", f"{mdn:.3f} steps/s",
                  f"{mdn / mdn_plain:.2f} × plain loop"))
 
-    report = f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}"
+    targets = [
+        Target("FastCarRacing / EnvPool CarRacing-v3, 1 env", 1.0, None if pool_1 is None else fast / pool_1,
+               NO_ENVPOOL if pool_1 is None else ""),
+        Target("batched envs / EnvPool CarRacing-v3, 8 envs", 1.0, None,
+               "no vectorised FastCarRacing exists yet" + ("" if pool_8 is None else
+                                                           f" (FastCarRacing, 1 process: {fast / pool_8:.2f}× of it)")),
+        Target(f"dream / real-env evaluation (FastCarRacing, {n} processes)", 100.0, dream / ctrl),
+    ]
+    report = (f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"
+              f"{render_targets(targets)}")
     print(report)
     if doc is not None:
         write_between_markers(doc, report)

@@ -12,6 +12,10 @@
 4. Building one M batch (100 × 999) against one training step on it.
 5. Storing a collected episode (300 steps of Brownian FastCarRacing): staging it (one compressed file),
    then packing it into a shard.
+6. One dream step at bench.py's batch (64 candidates × 16 starts = 1024 dreams, untrained M with LSTM 256,
+   one CPU thread), timed by part: M's LSTM step, M's mixture head, the component draw (exponential draws and
+   the argmax), C (its batched product and the action mapping); the rest is z's Gaussian noise, the gathers,
+   the done and reward bookkeeping and the loop itself.
 """
 from __future__ import annotations
 
@@ -34,11 +38,36 @@ import envs  # noqa: E402
 from bench import synthetic_latents  # noqa: E402  (bench/bench.py, beside this script)
 from data import latents as latent_data  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo, read_episode  # noqa: E402
-from models import MDNRNN, ConvVAE  # noqa: E402
+from models import MDNRNN, ConvVAE, mdnrnn  # noqa: E402
 from models.controller import num_params  # noqa: E402
+from pipeline import dream  # noqa: E402
 from pipeline.agent import Player, WorldModel  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
 from pipeline.training import mdn_step  # noqa: E402
+
+
+class Timers:
+    """Seconds spent in wrapped callables, by part; ``restore`` puts every wrapped attribute back."""
+
+    def __init__(self):
+        self.spent: dict[str, float] = {}
+        self._wrapped: list[tuple[object, str, object]] = []
+
+    def wrap(self, obj, name: str, part: str) -> None:
+        inner = getattr(obj, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            out = inner(*args, **kwargs)
+            self.spent[part] = self.spent.get(part, 0.0) + time.perf_counter() - start
+            return out
+
+        self._wrapped.append((obj, name, inner))
+        setattr(obj, name, wrapper)
+
+    def restore(self) -> None:
+        for obj, name, inner in reversed(self._wrapped):
+            setattr(obj, name, inner)
 
 
 def evaluation_parts(batch: int = 12, steps: int = 300) -> dict[str, float]:
@@ -49,30 +78,19 @@ def evaluation_parts(batch: int = 12, steps: int = 300) -> dict[str, float]:
     player = Player(world, steps)
     params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
     player.play(params[:1], [batch])  # warm-up
-    spent: dict[str, float] = {}
-
-    def timed(obj, name: str, part: str) -> None:
-        inner = getattr(obj, name)
-
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            out = inner(*args, **kwargs)
-            spent[part] = spent.get(part, 0.0) + time.perf_counter() - start
-            return out
-
-        setattr(obj, name, wrapper)
-
+    timers = Timers()
     for env in player._envs(batch):
-        timed(env, "step", "env step")
-        timed(env, "reset", "env reset")
-    timed(source, "preprocess", "crop and resize")
-    timed(world.vae, "encode", "V encoder")
-    timed(world.mdnrnn, "step", "M step")
-    timed(source, "controller_action", "C action mapping")
+        timers.wrap(env, "step", "env step")
+        timers.wrap(env, "reset", "env reset")
+    timers.wrap(source, "preprocess", "crop and resize")
+    timers.wrap(world.vae, "encode", "V encoder")
+    timers.wrap(world.mdnrnn, "step", "M step")
+    timers.wrap(source, "controller_action", "C action mapping")
     start = time.perf_counter()
     _, n = player.play(params, list(range(batch)))
     total = time.perf_counter() - start
-    parts = {k: 1e3 * v / n for k, v in spent.items()}
+    timers.restore()
+    parts = {k: 1e3 * v / n for k, v in timers.spent.items()}
     parts["the rest"] = 1e3 * total / n - sum(parts.values())
     parts["total"] = 1e3 * total / n
     return parts
@@ -147,6 +165,36 @@ def storing(episodes: int = 10, steps: int = 300) -> tuple[float, float]:
         return 1e3 * (staging - start) / episodes, 1e3 * (time.perf_counter() - staging) / episodes
 
 
+def dream_parts(pop: int = 64, trials: int = 16, steps: int = 100) -> dict[str, float]:
+    """Milliseconds per dream step (all pop × trials dreams advancing one step) of each part (see 6. above)."""
+    torch.set_num_threads(1)
+    world = WorldModel(envs.get("carracing"), ConvVAE().eval(), MDNRNN().eval())
+    with torch.no_grad():
+        world.mdnrnn.head.bias[-1] = -10.0  # no dream ends early
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "latents.h5"
+        latent_data.write(path, iter(synthetic_latents(4, steps, rng)), {"z_dim": 32})
+        player = dream.DreamPlayer(world, path, steps, 1.15, torch.device("cpu"))
+        params = rng.normal(0, 0.1, (pop, world.num_params))
+        player.fitness(params[:1], [0])  # warm-up
+        timers = Timers()
+        timers.wrap(player.m.core, "step", "M's LSTM step")
+        timers.wrap(player.m.head, "forward", "M's mixture head")
+        timers.wrap(mdnrnn, "components", "component draw")
+        timers.wrap(dream, "batched", "C's batched product")
+        timers.wrap(dream, "controller_actions", "C's action mapping")
+        start = time.perf_counter()
+        _, n = player.fitness(params, list(range(trials)))
+        total = time.perf_counter() - start
+        timers.restore()
+    batch_steps = n / (pop * trials)
+    parts = {k: 1e3 * v / batch_steps for k, v in timers.spent.items()}
+    parts["the rest"] = 1e3 * total / batch_steps - sum(parts.values())
+    parts["total"] = 1e3 * total / batch_steps
+    return parts
+
+
 def main() -> None:
     print("1. controller evaluation, ms per env step (12 FastCarRacing episodes × 300 steps, 1 thread):")
     for part, ms in evaluation_parts().items():
@@ -160,6 +208,9 @@ def main() -> None:
     print(f"4. M batch 100 × 999: building {build:.0f} ms, training step {step:.0f} ms ({100 * build / step:.1f}%)")
     stage, pack = storing()
     print(f"5. storing a 300-step episode: staging {stage:.1f} ms, packing {pack:.1f} ms")
+    print("6. one dream step of 64 × 16 dreams, ms (1 thread):")
+    for part, ms in dream_parts().items():
+        print(f"   {part:>20}: {ms:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The bench's figures as a markdown table, written into a documentation page between two marker comments.
+"""The bench's figures as a markdown table and one line per speed target, written into a documentation page
+between two marker comments.
 
 A page holds one pair of lines ``<!-- bench:begin -->`` and ``<!-- bench:end -->``; ``write_between_markers``
 replaces what lies between them and leaves every other byte of the page as it was, so the published table
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -32,6 +34,32 @@ def render_table(rows: Sequence[Sequence[object]], header: Sequence[str] = HEADE
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class Target(NamedTuple):
+    """A speed target: ``name`` (a ratio, "A / B"), the least ``target`` it should reach, the ``ratio`` measured
+    (None when it could not be measured) and a ``note`` (why not, or what stands in for it)."""
+
+    name: str
+    target: float
+    ratio: float | None
+    note: str = ""
+
+
+def target_line(t: Target) -> str:
+    """``- name: 1.23× (target ≥ 1.0×: met)``, ``… (target ≥ 100×: not met)``, or ``- name: not measured, note
+    (target ≥ 1.0×)``; a note of a measured ratio follows it after a semicolon."""
+    goal = f"target ≥ {t.target:g}×"
+    if t.ratio is None:
+        return f"- {t.name}: not measured, {t.note} ({goal})"
+    digits = 0 if t.ratio >= 10 else 2
+    note = f"; {t.note}" if t.note else ""
+    return f"- {t.name}: {t.ratio:.{digits}f}× ({goal}: {'met' if t.ratio >= t.target else 'not met'}){note}"
+
+
+def render_targets(targets: Sequence[Target]) -> str:
+    """The lines under the table: a heading, then one ``target_line`` per target (no trailing newline)."""
+    return "\n".join(["Targets:", "", *(target_line(t) for t in targets)])
 
 
 def replace_between_markers(page: str, block: str, name: str = "the page") -> str:

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 import envs
+from envs.base import EnvSource
+from envs.carracing import CarRacing
+from envs.shapeherd import ShapeHerd
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, sample
 from models.vae import ConvVAE, sample_z, to_frames, to_input
@@ -32,8 +35,9 @@ from pipeline.seeding import batch_seed
 
 DONE_THRESHOLD = 0.5  # the Doom dream's rule: an episode ends when M's done probability passes 0.5
 
-# (t, z (N, Z), C's features of M's state (N, H)) → N actions in the env's own action space.
-Actor = Callable[[int, torch.Tensor, torch.Tensor], list]
+# (t, z (N, Z), C's features of M's state (N, H)) → N actions in the env's own action space (a list, or an
+# array whose rows are the actions).
+Actor = Callable[[int, torch.Tensor, torch.Tensor], Sequence]
 
 
 # -- where dreams start --------------------------------------------------------------------------
@@ -188,12 +192,30 @@ def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, act
 
 
 # -- actors ----------------------------------------------------------------------------------------
+# Sources whose ``controller_action`` computes each action component from C's outputs by elementwise numpy
+# operations only, indexing the outputs by component: given the outputs transposed, (A, N), it maps all N
+# rows in one call, value for value.
+_COLUMNWISE = (CarRacing.controller_action, ShapeHerd.controller_action)
+
+
+def controller_actions(source: envs.EnvSource, out: np.ndarray) -> np.ndarray | list:
+    """C's outputs for N episodes (N, A) → their N env actions, each exactly ``source.controller_action`` of its
+    row: one vectorised call for CarRacing and ShapeHerd ((N, A) float32) and discrete sources' argmax (a list
+    of ints), one call per row otherwise."""
+    mapping = type(source).controller_action
+    if mapping in _COLUMNWISE:
+        return np.ascontiguousarray(source.controller_action(out.T).T)
+    if source.discrete and mapping is EnvSource.controller_action:
+        return out.argmax(axis=1).tolist()
+    return [source.controller_action(o) for o in out]
+
+
 def controller_actor(world: WorldModel, params: torch.Tensor) -> Actor:
     """C with one parameter row per episode, params (N, P) on the dream's device."""
 
-    def act(t: int, z: torch.Tensor, features: torch.Tensor) -> list:
+    def act(t: int, z: torch.Tensor, features: torch.Tensor) -> np.ndarray | list:
         out = batched(params, torch.cat([z, features], dim=1), world.controller_out)
-        return [world.source.controller_action(o) for o in out.cpu().numpy()]
+        return controller_actions(world.source, out.cpu().numpy())
 
     return act
 

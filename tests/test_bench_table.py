@@ -82,3 +82,33 @@ def test_markers_in_the_wrong_order_are_refused(tmp_path):
     path.write_text(f"{doc_table.END}\n{doc_table.BEGIN}\n", encoding="utf-8")
     with pytest.raises(doc_table.MarkerError, match="comes before"):
         doc_table.write_between_markers(path, "x")
+
+
+def test_each_target_is_one_line_saying_whether_it_is_met():
+    lines = doc_table.render_targets([
+        doc_table.Target("fast env / EnvPool, 1 env", 1.0, 0.354),
+        doc_table.Target("batched envs / EnvPool, 8 envs", 1.0, None, "no vectorised env exists yet"),
+        doc_table.Target("dream / real-env evaluation", 100.0, 104.4, "2 processes"),
+    ]).splitlines()
+    assert lines == [
+        "Targets:",
+        "",
+        "- fast env / EnvPool, 1 env: 0.35× (target ≥ 1×: not met)",
+        "- batched envs / EnvPool, 8 envs: not measured, no vectorised env exists yet (target ≥ 1×)",
+        "- dream / real-env evaluation: 104× (target ≥ 100×: met); 2 processes",
+    ]
+
+
+def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():
+    """The published block is the bench's last full run (with envpool installed): its EnvPool rows and its three
+    target lines."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    block = text[text.index(doc_table.BEGIN): text.index(doc_table.END)]
+    assert "| EnvPool CarRacing-v3 (C++), 1 env, 1 thread |" in block
+    assert "| EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread |" in block
+    targets = [line for line in block.splitlines() if line.startswith("- ") and "(target ≥" in line]
+    assert [line.split(":")[0].split(" (")[0] for line in targets] == [
+        "- FastCarRacing / EnvPool CarRacing-v3, 1 env",
+        "- batched envs / EnvPool CarRacing-v3, 8 envs",
+        "- dream / real-env evaluation",
+    ]

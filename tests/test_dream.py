@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -16,11 +17,24 @@ from PIL import Image
 import envs
 from conftest import run_stage
 from data import latents as latent_data
-from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig
+from models.controller import batched
+from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, components
 from models.vae import ConvVAE, VAEConfig, sample_z, to_input
 from pipeline import play, report
 from pipeline.agent import WorldModel
-from pipeline.dream import DreamPlayer, StartFrames, dream, expected_z, play_real, policy_actor, scripted_actor
+from pipeline.dream import (
+    DreamPlayer,
+    StartFrames,
+    Starts,
+    begin,
+    controller_actions,
+    controller_actor,
+    dream,
+    expected_z,
+    play_real,
+    policy_actor,
+    scripted_actor,
+)
 
 DREAM = ["--pop", "4", "--trials", "2", "--steps", "30", "--workers", "1", "--in", "dream", "--real-every", "2",
          "--eval-episodes", "2", "--device", "cpu"]
@@ -126,6 +140,128 @@ def test_dreams_with_discrete_actions(tmp_path):
     assert fitness.shape == (2,) and np.all(np.isfinite(fitness)) and steps > 0
     assert np.all(player.starts.draw([1, 2, 3]).t >= 3)
 
+
+# -- the batched dream against a plain one, bit for bit --------------------------------------------------------
+def plain_dream(m: MDNRNN, world: WorldModel, starts: Starts, params: np.ndarray, steps: int, temperature: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """The dream loop written plainly: C's actions mapped row by row by the source, z_{t+1}'s component drawn by
+    softmax and ``torch.multinomial``; returns, lengths and the actions of each step (as M read them)."""
+    source, n = world.source, len(params)
+    torch.manual_seed(seed)
+    z, state = begin(m, starts, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    params_t = torch.as_tensor(params, dtype=torch.float32)
+    alive, returns, lengths, actions = np.ones(n, bool), np.zeros(n), np.zeros(n, np.int64), []
+    with torch.no_grad():
+        for t in range(steps):
+            out = batched(params_t, torch.cat([z, m.controller_features(state)], dim=1), world.controller_out)
+            a = source.encode_actions(source.stored_actions([source.controller_action(o) for o in out.numpy()]))
+            actions.append(a)
+            pred, state = m.step(z, torch.from_numpy(a), state, dream=t > 0)
+            logits = pred.logit_pi / temperature
+            probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
+            k = torch.multinomial(probs, 1, generator=generator).view(*logits.shape[:-1], 1)
+            mu, sigma = pred.mu.gather(-1, k).squeeze(-1), pred.log_sigma.gather(-1, k).squeeze(-1).exp()
+            z = mu + sigma * math.sqrt(temperature) * torch.randn(mu.shape, generator=generator)
+            returns += np.where(alive, pred.reward.double().numpy(), 0.0)
+            lengths += alive
+            alive &= torch.sigmoid(pred.done_logit).numpy() <= 0.5
+            if not alive.any():
+                break
+    return returns, lengths, actions
+
+
+@pytest.mark.parametrize("env, done_scale", [("carracing", 1.0), ("airstriker", 2.0)])
+def test_dreams_equal_the_plain_loop_bit_for_bit(tmp_path, env, done_scale):
+    """Returns, done steps and every action of a batch of dreams are those of the plain loop, for the same seed:
+    the batched action mapping and the softmax-free component draw change nothing."""
+    source = envs.get(env)
+    torch.manual_seed(0)
+    world = WorldModel(source, ConvVAE(VAEConfig(z_dim=8)).eval(),
+                       MDNRNN(MDNRNNConfig(z_dim=8, action_dim=source.action_dim, hidden=32, mixtures=5)).eval())
+    with torch.no_grad():  # a done logit that crosses 0 at many different steps
+        world.mdnrnn.head.bias[-1] = -2.0
+        world.mdnrnn.head.weight[-1] = torch.randn(32) * done_scale
+    rng = np.random.default_rng(0)
+    latent_data.write(tmp_path / "latents.h5", iter(synthetic_episodes(source, 8, 3, 30, rng)), {"z_dim": 8})
+    player = DreamPlayer(world, tmp_path / "latents.h5", max_steps=40, temperature=1.15, device=torch.device("cpu"),
+                         warmup=2)
+    params = rng.normal(0, 0.5, (24, world.num_params))
+    starts = player.starts.draw(range(24))
+    returns, lengths, actions = plain_dream(player.m, world, starts, params, 40, 1.15, seed=7)
+    assert len(set(lengths.tolist())) > 5 and lengths.max() == 40  # rows end at many steps, some at the cap
+
+    result = player.play_starts(params, starts, seed=7)
+    np.testing.assert_array_equal(result.returns, returns)
+    np.testing.assert_array_equal(result.lengths, lengths)
+
+    seen = []
+    actor = controller_actor(world, torch.as_tensor(params, dtype=torch.float32))
+
+    def recording(t, z, features):
+        chosen = actor(t, z, features)
+        seen.append(source.encode_actions(source.stored_actions(chosen)))
+        return chosen
+
+    torch.manual_seed(7)
+    z0, state = begin(player.m, starts, torch.device("cpu"))
+    again = dream(player.m, source, z0, state, recording, 40, 1.15, torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(again.returns, returns)
+    assert len(seen) == len(actions)
+    for fast, plain in zip(seen, actions):
+        np.testing.assert_array_equal(fast, plain)
+
+
+def synthetic_episodes(source: envs.EnvSource, z: int, n: int, steps: int,
+                       rng: np.random.Generator) -> list[latent_data.LatentEpisode]:
+    """``n`` latent episodes of ``steps`` steps with the source's random actions, as M reads them."""
+    policy = source.exploration_policy("random", rng)
+    return [latent_data.LatentEpisode(i, rng.normal(size=(steps + 1, z)).astype(np.float32),
+                                      np.full((steps + 1, z), -2.0, np.float32),
+                                      source.encode_actions(source.stored_actions([policy.act() for _ in range(steps)])),
+                                      np.zeros(steps, np.float32), np.zeros(steps, bool)) for i in range(n)]
+
+
+def test_the_batched_action_mapping_is_the_sources_own_row_by_row():
+    rng = np.random.default_rng(0)
+    out = np.tanh(rng.normal(0, 2, (500, 3))).astype(np.float32)
+    out[:6] = [[-1, -1, -1], [1, 1, 1], [0, 0, 0], [-0.0, -0.0, -0.0], [1e-30, -1e-30, 0.5], [0.25, -0.75, 1e-8]]
+    for name in ("carracing", "shapeherd", "airstriker"):
+        source = envs.get(name)
+        rows = out[:, : source.action_dim] if source.action_dim <= 3 else rng.normal(size=(500, source.action_dim))
+        rows = rows.astype(np.float32)
+        batch = controller_actions(source, rows)
+        assert len(batch) == len(rows)
+        for got, row in zip(batch, rows):
+            want = source.controller_action(row)
+            np.testing.assert_array_equal(got, want)
+            assert np.asarray(got).dtype == np.asarray(want).dtype
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_the_component_draw_is_multinomials(k):
+    """``components`` draws what softmax + ``torch.multinomial`` draw from the same generator, and leaves the
+    generator where multinomial leaves it: at any scale of logits, and on rows built so that two candidates tie
+    within float32's rounding (there the log-domain argmax alone would be wrong; those rows are settled by the
+    softmax)."""
+    rng = np.random.default_rng(k)
+    for scale in (1e-3, 1.0, 30.0, 300.0, "ties"):
+        if scale == "ties":  # p_1 / q_1 ≈ p_0 / q_0 for the q that the generator draws next
+            q = torch.empty(4000, k).exponential_(generator=torch.Generator().manual_seed(1)).double()
+            logits = torch.zeros(4000, k)
+            logits[:, -1] = (q[:, -1].log() - q[:, 0].log()).float()
+            log_domain = (logits.double() - q.log()).argmax(-1, keepdim=True)
+        else:
+            logits = torch.from_numpy((rng.normal(size=(4000, k)) * scale).astype(np.float32))
+        ours, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        drawn = components(logits, ours)
+        expected = torch.multinomial(torch.softmax(logits, -1), 1, generator=theirs)
+        assert torch.equal(drawn, expected)
+        assert torch.equal(ours.get_state(), theirs.get_state())
+    if k > 1:
+        assert (log_domain != expected).sum() > 100
+    with pytest.raises(RuntimeError, match="probability tensor contains"):
+        components(torch.tensor([[0.0, float("nan")]]))
 
 # -- 05: files, the page, the keyboard demo --------------------------------------------------------------
 @pytest.fixture(scope="module")
