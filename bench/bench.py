@@ -1,10 +1,10 @@
 """Throughput of every stage and data source, measured side by side in one run; prints a markdown table.
 
-    python bench/bench.py [--workers N] [--quick] [--doc PAGE | --no-doc]
+    python bench/bench.py [--workers N] [--quick] [--doc PAGE ... | --no-doc]
 
-The table also replaces the one between the bench markers of docs/benchmarks.md (``--doc`` names another
-page, ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given), so the published
-figures are always those of the last full run, with the command that measured them.
+The table also replaces the one between the bench markers of README.md and docs/benchmarks.md (``--doc`` names
+other pages, once per page; ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given),
+so the published figures are always those of the last full run, with the command that measured them.
 
 Figures: stock CarRacing-v3 against FastCarRacing and EnvPool's C++ CarRacing-v3 (1 env, and 8 envs batched;
 skipped when envpool, a bench-only requirement in requirements-bench.txt, is not installed) on the same
@@ -31,13 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DOC = ROOT / "docs" / "benchmarks.md"
+DOCS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
 NO_ENVPOOL = "envpool not installed (pip install -r requirements-bench.txt)"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from doc_table import Target, render_table, render_targets, write_between_markers  # noqa: E402  (bench/doc_table.py, beside this script)
+from doc_table import Target, render_table, render_targets, replace_between_markers, write_between_markers  # noqa: E402  (bench/doc_table.py, beside this script)
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
@@ -318,13 +318,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="N for the multi-worker figures")
     p.add_argument("--quick", action="store_true", help="smaller samples (noisier), for a smoke run")
-    p.add_argument("--doc", type=Path, help="markdown page whose bench markers receive the table "
-                                            "(default: docs/benchmarks.md; none for a --quick run)")
+    p.add_argument("--doc", type=Path, action="append", help="markdown page whose bench markers receive the table; "
+                                                              "repeat for more (default: README.md and "
+                                                              "docs/benchmarks.md; none for a --quick run)")
     p.add_argument("--no-doc", action="store_true", help="only print the table")
     args = p.parse_args()
     if args.doc and args.no_doc:
         p.error("--doc and --no-doc contradict each other: pass one")
-    doc = None if args.no_doc else args.doc or (None if args.quick else DOC)
+    docs = [] if args.no_doc else args.doc or ([] if args.quick else list(DOCS))
     started = time.perf_counter()
     n = args.workers
     scale = 1 if args.quick else 3
@@ -404,9 +405,11 @@ def main() -> None:
     report = (f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"
               f"{render_targets(targets)}")
     print(report)
-    if doc is not None:
+    for doc in docs:  # every page checked before any is written: all or none receive the table
+        replace_between_markers(doc.read_text(encoding="utf-8"), report, str(doc))
+    for doc in docs:
         write_between_markers(doc, report)
-        print(f"\nwritten between the bench markers of {doc}")
+        print(f"written between the bench markers of {doc}")
 
 
 def measured_by(seconds: float, quick: bool) -> str:

@@ -99,11 +99,19 @@ def test_each_target_is_one_line_saying_whether_it_is_met():
     ]
 
 
+def _published(page: str) -> str:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    return text[text.index(doc_table.BEGIN): text.index(doc_table.END)]
+
+
+def test_the_readme_and_the_docs_page_publish_the_same_bench_run():
+    assert _published("README.md") == _published("docs/benchmarks.md")
+
+
 def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():
     """The published block is the bench's last full run (with envpool installed): its EnvPool rows and its three
     target lines."""
-    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    block = text[text.index(doc_table.BEGIN): text.index(doc_table.END)]
+    block = _published("docs/benchmarks.md")
     assert "| EnvPool CarRacing-v3 (C++), 1 env, 1 thread |" in block
     assert "| EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread |" in block
     targets = [line for line in block.splitlines() if line.startswith("- ") and "(target ≥" in line]
