@@ -1,6 +1,7 @@
 """Stock CarRacing-v3 vs envs.carracing.FastCarRacing vs EnvPool: steps/s side by side, in one process, on one core.
 
     python bench/carracing_speed.py [--episodes 2] [--steps 600] [--block 50] [--cpu 0] [--no-envpool]
+                                    [--num-envs 8] [--vector-only]
 
 Stock and fast play the same episodes (same seeds, same Brownian actions from the pipeline's exploration
 policy), so they are in the same state at every step; their frames are checked equal as they go (outside the
@@ -11,6 +12,12 @@ in an order that rotates from block to block. Each env is reset once before any 
 reset loads its compiled kernels). Reported: steps/s of each and the ratios, from wall time and from
 process CPU time (which counts EnvPool's worker thread too), for the first second of each episode (the zoom-in,
 50 steps), the rest, and whole episodes (resets included); then FastCarRacing/EnvPool against the 1.0× target.
+
+Then the same for ``--num-envs`` (8; 0 skips it) envs stepped as one batch: ``FastCarRacingVector``
+(``envs/fast_carracing_vector.py``), Gymnasium's ``SyncVectorEnv`` over as many FastCarRacing envs (the two
+checked equal as they go) and EnvPool's batched mode (``num_envs = batch_size``, 1 thread), each car with its own
+Brownian actions; rates are env-steps/s, and the verdict is vector/EnvPool against the 1.0× target.
+``--vector-only`` skips the single-env comparison.
 """
 from __future__ import annotations
 
@@ -26,14 +33,19 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 
-from envs.fast_carracing import FastCarRacing  # noqa: E402
+from envs.fast_carracing import FAST_ID, FastCarRacing  # noqa: E402
+from envs.fast_carracing_vector import FastCarRacingVector  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 
 ZOOM_STEPS = 50  # the first second (t < 1) zooms in: far more, smaller polygons on screen
-TARGET = 1.0  # FastCarRacing / EnvPool, 1 env, 1 thread
+TARGET = 1.0  # FastCarRacing / EnvPool, 1 env, 1 thread; and FastCarRacingVector / EnvPool, N envs, 1 thread
+# the printed rows: (label, the clock keys they add up)
+ROWS = [("zoom-in (first 50)", ["zoom-in"]), ("driving (after 50)", ["driving"]),
+        ("whole episodes+reset", ["reset", "zoom-in", "driving"])]
 
 
 class Clock:
@@ -72,31 +84,48 @@ class EnvPoolOne:
         return self.env.step(np.asarray(action, np.float32)[None])
 
 
-def make_envs(use_envpool: bool, seed: int) -> dict:
+class EnvPoolBatch:
+    """EnvPool's CarRacing-v3 with ``n`` envs stepped as one batch on 1 thread, behind the vector reset/step calls."""
+
+    def __init__(self, envpool, n: int, seed: int):
+        self.env = envpool.make("CarRacing-v3", env_type="gymnasium", num_envs=n, batch_size=n, num_threads=1, seed=seed)
+
+    def reset(self, seed=None):
+        return self.env.reset()
+
+    def step(self, actions):
+        return self.env.step(actions)
+
+
+def import_envpool(use_envpool: bool):
+    """The envpool module, or None (not wanted, or not installed: then its rows are skipped, with a note)."""
+    if not use_envpool:
+        return None
+    try:
+        import envpool
+    except ImportError:
+        print("envpool is not installed (requirements-bench.txt): EnvPool rows skipped")
+        return None
+    return envpool
+
+
+def make_envs(envpool, seed: int) -> dict:
     envs = {"stock": StockCarRacing(), "fast": FastCarRacing()}
-    if use_envpool:
-        try:
-            import envpool
-        except ImportError:
-            print("envpool is not installed (requirements-bench.txt): EnvPool rows skipped")
-        else:
-            envs["envpool"] = EnvPoolOne(envpool, seed)
+    if envpool is not None:
+        envs["envpool"] = EnvPoolOne(envpool, seed)
     return envs
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=2)
-    p.add_argument("--steps", type=int, default=600, help="steps per episode")
-    p.add_argument("--block", type=int, default=50, help="steps per timed turn")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
-    p.add_argument("--no-envpool", action="store_true", help="time stock and fast only")
-    args = p.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+def make_vector_envs(envpool, n: int, seed: int) -> dict:
+    envs = {"vector": FastCarRacingVector(n), "sync": gym.make_vec(FAST_ID, num_envs=n, vectorization_mode="sync")}
+    if envpool is not None:
+        envs["envpool"] = EnvPoolBatch(envpool, n, seed)
+    return envs
 
-    envs = make_envs(not args.no_envpool, args.seed)
+
+def single(args, envpool) -> None:
+    """Stock, fast and EnvPool with 1 env each."""
+    envs = make_envs(envpool, args.seed)
     names = list(envs)
     for name, env in envs.items():  # untimed: loads FastCarRacing's compiled kernels (numba's on-disk cache)
         _, wall, _ = timed(env.reset, seed=args.seed)
@@ -133,10 +162,8 @@ def main() -> None:
     cols = "".join(f"{n + '/s':>10}" for n in names) + f"{'fast/stock':>11}" + (
         f"{'fast/envpool':>13}" if "envpool" in names else "")
     print(f"{'phase':<22}{'steps':>7}  {'clock':<6}{cols}")
-    rows = [("zoom-in (first 50)", ["zoom-in"]), ("driving (after 50)", ["driving"]),
-            ("whole episodes+reset", ["reset", "zoom-in", "driving"])]
     summary = None
-    for label, keys in rows:
+    for label, keys in ROWS:
         steps = sum(clocks["stock"].steps.get(k, 0) for k in keys if k != "reset")
         if steps == 0:
             continue
@@ -153,6 +180,85 @@ def main() -> None:
         verdict = "met" if summary >= TARGET else "not met"
         print(f"FastCarRacing / EnvPool (1 env, 1 thread), whole episodes, CPU time: {summary:.2f}× "
               f"(target ≥ {TARGET:.1f}×: {verdict})")
+
+
+def vector(args, envpool) -> None:
+    """FastCarRacingVector, SyncVectorEnv over FastCarRacing and EnvPool, ``args.num_envs`` envs in one batch."""
+    n = args.num_envs
+    envs = make_vector_envs(envpool, n, args.seed)
+    names = list(envs)
+    for env in envs.values():  # untimed, as above
+        env.reset(seed=args.seed)
+    clocks = {name: Clock() for name in names}
+    turn = 0
+    for episode in range(args.episodes):
+        seed = args.seed + episode * n
+        policies = [BrownianPolicy(envs["vector"].single_action_space, np.random.default_rng(seed + i)) for i in range(n)]
+        actions = np.array([[policy.act() for policy in policies] for _ in range(args.steps)])
+        obs = {}
+        for k in range(len(names)):
+            name = names[(episode + k) % len(names)]
+            (obs[name], _), w, c = timed(envs[name].reset, seed=seed)
+            clocks[name].add("reset", w, c, 1)
+        assert np.array_equal(obs["vector"], obs["sync"]), f"episode {episode}: reset frames differ"
+        cuts = sorted({*range(0, args.steps, args.block), min(ZOOM_STEPS, args.steps), args.steps})
+        for lo, hi in zip(cuts, cuts[1:]):
+            phase = "zoom-in" if lo < ZOOM_STEPS else "driving"
+            outs = {}
+            for k in range(len(names)):
+                name = names[(turn + k) % len(names)]
+                outs[name], w, c = timed(play, envs[name], actions[lo:hi])
+                clocks[name].add(phase, w, c, (hi - lo) * n)
+            turn += 1
+            for a, b in zip(outs["vector"], outs["sync"]):
+                assert all(np.array_equal(x, y) for x, y in zip(a[:4], b[:4])), f"episode {episode}: steps differ"
+
+    print(f"\nCarRacing-v3 env-steps/s, {n} envs in one batch, {args.episodes} episode(s) × {args.steps} steps,"
+          f" turns of {args.block} steps")
+    cols = "".join(f"{name + '/s':>10}" for name in names) + f"{'vector/sync':>12}" + (
+        f"{'vector/envpool':>15}" if "envpool" in names else "")
+    print(f"{'phase':<22}{'steps':>7}  {'clock':<6}{cols}")
+    summary = None
+    for label, keys in ROWS:
+        steps = sum(clocks["vector"].steps.get(k, 0) for k in keys if k != "reset")
+        if steps == 0:
+            continue
+        for kind in ("wall", "cpu"):
+            rate = {name: steps / sum(getattr(clocks[name], kind).get(k, 0.0) for k in keys) for name in names}
+            line = f"{label if kind == 'wall' else '':<22}{steps if kind == 'wall' else '':>7}  {kind:<6}"
+            line += "".join(f"{rate[name]:>10.0f}" for name in names) + f"{rate['vector'] / rate['sync']:>11.2f}×"
+            if "envpool" in names:
+                line += f"{rate['vector'] / rate['envpool']:>14.2f}×"
+                if label.startswith("whole") and kind == "cpu":
+                    summary = rate["vector"] / rate["envpool"]
+            print(line)
+    if summary is not None:
+        verdict = "met" if summary >= TARGET else "not met"
+        print(f"FastCarRacingVector / EnvPool ({n} envs, 1 thread), whole episodes, CPU time: {summary:.2f}× "
+              f"(target ≥ {TARGET:.1f}×: {verdict})")
+    for env in envs.values():
+        if hasattr(env, "close"):
+            env.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--steps", type=int, default=600, help="steps per episode")
+    p.add_argument("--block", type=int, default=50, help="steps per timed turn")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
+    p.add_argument("--no-envpool", action="store_true", help="skip the EnvPool rows")
+    p.add_argument("--num-envs", type=int, default=8, help="envs in the batched comparison (0: skip it)")
+    p.add_argument("--vector-only", action="store_true", help="skip the single-env comparison")
+    args = p.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    envpool = import_envpool(not args.no_envpool)
+    if not args.vector_only:
+        single(args, envpool)
+    if args.num_envs > 0:
+        vector(args, envpool)
 
 
 if __name__ == "__main__":

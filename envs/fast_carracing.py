@@ -406,6 +406,7 @@ if FAST_ID not in gym.registry:
     gym.register(
         FAST_ID,
         entry_point=FastCarRacing,
+        vector_entry_point="envs.fast_carracing_vector:FastCarRacingVector",  # gym.make_vec's default for this id
         max_episode_steps=_spec.max_episode_steps,
         reward_threshold=_spec.reward_threshold,
     )
