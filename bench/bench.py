@@ -6,14 +6,14 @@ The table also replaces the one between the bench markers of README.md and docs/
 other pages, once per page; ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given),
 so the published figures are always those of the last full run, with the command that measured them.
 
-Figures: stock CarRacing-v3 against FastCarRacing and EnvPool's C++ CarRacing-v3 (1 env, and 8 envs batched;
-skipped when envpool, a bench-only requirement in requirements-bench.txt, is not installed) on the same
-actions; controller-evaluation env-steps/s (V, M and C in the loop) against the bare env, and dream-steps/s
-(C evolved inside M) against both;
-collection frames/s with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); the env-steps/s of
-every other data source; V training images/s; M training steps/s at the paper's batch (100 × 999). Under
-the table, one line per speed target: FastCarRacing against EnvPool with 1 env, batched envs against EnvPool
-with 8, and dreams against real-env evaluation.
+Figures: stock CarRacing-v3 against FastCarRacing, FastCarRacingVector (8 cars in one batch) and EnvPool's C++
+CarRacing-v3 (1 env, and 8 envs batched; skipped when envpool, a bench-only requirement in
+requirements-bench.txt, is not installed) on the same actions; controller-evaluation env-steps/s (V, M and C
+in the loop) against the bare env, and dream-steps/s (C evolved inside M) against both; collection frames/s
+with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); the env-steps/s of every other data
+source; V training images/s; M training steps/s at the paper's batch (100 × 999). Under the table, one line
+per speed target: FastCarRacing against EnvPool with 1 env, FastCarRacingVector against EnvPool with 8, and
+dreams against real-env evaluation.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from data import latents as latent_data  # noqa: E402
 from data.frames import FrameBlocks, load_frames  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo  # noqa: E402
 from envs.fast_carracing import FastCarRacing  # noqa: E402
+from envs.fast_carracing_vector import FastCarRacingVector  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
@@ -111,6 +112,21 @@ def bench_envpool(num_envs: int, steps: int) -> float | None:
     policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
     actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
     env.reset()
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    rate = num_envs * steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def bench_vector(num_envs: int, steps: int) -> float:
+    """env-steps/s of ``FastCarRacingVector``: ``num_envs`` cars stepped as one batch in this process, every car
+    on ``bench_bare_env``'s Brownian action sequence (as ``bench_envpool`` drives EnvPool's batch)."""
+    env = FastCarRacingVector(num_envs)
+    policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
+    actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
+    env.reset(seed=0)
     start = time.perf_counter()
     for action in actions:
         env.step(action)
@@ -344,6 +360,10 @@ def main() -> None:
                      f"{pool_1 / stock:.2f} × stock"))
         rows.append(("EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread", f"{pool_8:,.0f} env-steps/s",
                      f"{pool_8 / pool_1:.2f} × EnvPool 1 env"))
+    vector = bench_vector(8, steps)
+    against_pool = "" if pool_8 is None else f", {vector / pool_8:.2f} × EnvPool 8 envs"
+    rows.append(("FastCarRacingVector (pixel-identical), 8 cars batched, 1 process", f"{vector:,.0f} env-steps/s",
+                 f"{vector / fast:.2f} × FastCarRacing{against_pool}"))
     batch = 4 * scale
     for fast_env, label in ((False, "stock CarRacing-v3"), (True, "FastCarRacing")):
         for workers in sorted({1, n}):
@@ -397,9 +417,8 @@ def main() -> None:
     targets = [
         Target("FastCarRacing / EnvPool CarRacing-v3, 1 env", 1.0, None if pool_1 is None else fast / pool_1,
                NO_ENVPOOL if pool_1 is None else ""),
-        Target("batched envs / EnvPool CarRacing-v3, 8 envs", 1.0, None,
-               "no vectorised FastCarRacing exists yet" + ("" if pool_8 is None else
-                                                           f" (FastCarRacing, 1 process: {fast / pool_8:.2f}× of it)")),
+        Target("FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched", 1.0,
+               None if pool_8 is None else vector / pool_8, NO_ENVPOOL if pool_8 is None else ""),
         Target(f"dream / real-env evaluation (FastCarRacing, {n} processes)", 100.0, dream / ctrl),
     ]
     report = (f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"

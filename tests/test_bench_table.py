@@ -117,6 +117,6 @@ def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():
     targets = [line for line in block.splitlines() if line.startswith("- ") and "(target ≥" in line]
     assert [line.split(":")[0].split(" (")[0] for line in targets] == [
         "- FastCarRacing / EnvPool CarRacing-v3, 1 env",
-        "- batched envs / EnvPool CarRacing-v3, 8 envs",
+        "- FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched",
         "- dream / real-env evaluation",
     ]
