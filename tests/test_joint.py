@@ -13,7 +13,7 @@ from conftest import TINY, assert_one_line_error, run_stage
 from models.inverse import InverseConfig, InverseModel
 from pipeline import checkpoint
 from pipeline.errors import RunFailed, UsageError
-from pipeline.joint import CollapseGuard, balance, weighted
+from pipeline.joint import CollapseGuard, balance, optimizer, weighted
 
 
 def test_the_weighted_loss_equals_its_parts():
@@ -23,6 +23,22 @@ def test_the_weighted_loss_equals_its_parts():
     assert total.item() == pytest.approx(0.01 * 2000 - 2 + 3 * 0.1)
     total.backward()  # each part's gradient is its weight
     assert [parts[k].grad.item() for k in ("vae", "mdn", "inverse")] == pytest.approx([0.01, 1.0, 3.0])
+
+
+def test_the_joint_optimiser_moves_v_at_its_own_rate_and_m_and_f_inv_at_theirs():
+    """One Adam over every weight of the three models, each once; V's group at --vae-lr, the rest at --lr: after
+    one step on a loss that touches them all, each weight moved by about its group's rate (Adam's first step)."""
+    modules = tuple(torch.nn.Linear(3, 3) for _ in range(3))
+    opt = optimizer(modules, lr=1e-3, vae_lr=1e-5)
+    assert [g["lr"] for g in opt.param_groups] == [1e-5, 1e-3]
+    grouped = [p for g in opt.param_groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == sum(len(list(m.parameters())) for m in modules)
+    before = [m.weight.detach().clone() for m in modules]
+    sum(m(torch.ones(1, 3)).sum() for m in modules).backward()
+    opt.step()
+    moved = [float((m.weight - b).abs().max()) for m, b in zip(modules, before)]
+    assert moved[0] == pytest.approx(1e-5, rel=1e-2)
+    assert moved[1] == pytest.approx(1e-3, rel=1e-2) and moved[2] == pytest.approx(1e-3, rel=1e-2)
 
 
 def test_balance_auto_gives_the_work_logs_weights_on_its_own_numbers():

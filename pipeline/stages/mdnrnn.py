@@ -49,7 +49,7 @@ from pipeline.training import Averages, check_finite, check_weights, epoch_plan,
 MAY_CHANGE = {"epochs", "lr", "encode_batch", "device", "log"}
 # Settings of joint training alone: a stage-wise M ignores them, so they may differ when it resumes (compare_joint
 # trains both variants on one set of flags, and a new joint variant must not block the stage-wise one).
-JOINT_ONLY = {"vae_weight", "inverse_weight", "balance", "calibration_steps", "collapse_recon", "collapse_fit"}
+JOINT_ONLY = {"vae_weight", "vae_lr", "inverse_weight", "balance", "calibration_steps", "collapse_recon", "collapse_fit"}
 LOSSES = ["loss", "nll", "reward_mse", "done_bce"]
 # Every core's hyper-parameter is a flag of the same name; only the chosen core's go into core_options.
 CORE_FLAGS = sorted({name for core in CORES for name in core_options(core)})
@@ -94,6 +94,9 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
                              help="train stage 02's V on with M and f_inv, on frame sequences; replaces vae.pt "
                                   "(02's V is kept as vae_stagewise.pt) and re-encodes latents.h5")
     joint_flags.add_argument("--vae-weight", type=nonneg_float, default=1.0, help="λ_vae, V's loss weight")
+    joint_flags.add_argument("--vae-lr", type=positive_float, default=1e-4,
+                             help="Adam learning rate of V's weights (M's and f_inv's is --lr); V starts trained, "
+                                  "so it keeps stage 02's rate")
     joint_flags.add_argument("--inverse-weight", type=nonneg_float, default=1.0, help="λ_inv, f_inv's loss weight")
     joint_flags.add_argument("--balance", choices=["manual", "auto"], default="manual",
                              help="auto: a calibration with every weight at 1, then the weights that make the "
@@ -116,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in CORE_FLAGS:
         users = [core for core in sorted(CORES) if name in core_options(core)]
         only_with(p, args, [f"--{name.replace('_', '-')}"], args.core in users, f"with --core {' or '.join(users)}")
-    only_with(p, args, ["--vae-weight", "--inverse-weight", "--balance", "--calibration-steps", "--collapse-recon",
+    only_with(p, args, ["--vae-weight", "--vae-lr", "--inverse-weight", "--balance", "--calibration-steps", "--collapse-recon",
                         "--collapse-fit"], args.joint, "with --joint")
     if args.joint and args.balance == "auto" and (args.vae_weight != 1.0 or args.inverse_weight != 1.0):
         p.error("argument --balance: auto chooses --vae-weight and --inverse-weight; drop them")
