@@ -101,38 +101,35 @@ def bench_bare_env(env_class: type, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def _batched_rate(env, num_envs: int, steps: int, **reset) -> float:
+    """env-steps/s of a batch of ``num_envs`` CarRacing envs, every env on ``bench_bare_env``'s Brownian action
+    sequence; closes the env."""
+    policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
+    actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
+    env.reset(**reset)
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    rate = num_envs * steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
 def bench_envpool(num_envs: int, steps: int) -> float | None:
-    """env-steps/s of EnvPool's CarRacing-v3: ``num_envs`` envs stepped as one batch on one thread, every env on
-    ``bench_bare_env``'s Brownian action sequence; None when envpool is not installed."""
+    """env-steps/s of EnvPool's CarRacing-v3: ``num_envs`` envs stepped as one batch on one thread; None when
+    envpool is not installed."""
     try:
         import envpool
     except ImportError:
         return None
     env = envpool.make("CarRacing-v3", env_type="gymnasium", num_envs=num_envs, num_threads=1)
-    policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
-    actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
-    env.reset()
-    start = time.perf_counter()
-    for action in actions:
-        env.step(action)
-    rate = num_envs * steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+    return _batched_rate(env, num_envs, steps)
 
 
 def bench_vector(num_envs: int, steps: int) -> float:
-    """env-steps/s of ``FastCarRacingVector``: ``num_envs`` cars stepped as one batch in this process, every car
-    on ``bench_bare_env``'s Brownian action sequence (as ``bench_envpool`` drives EnvPool's batch)."""
-    env = FastCarRacingVector(num_envs)
-    policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
-    actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
-    env.reset(seed=0)
-    start = time.perf_counter()
-    for action in actions:
-        env.step(action)
-    rate = num_envs * steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+    """env-steps/s of ``FastCarRacingVector``: ``num_envs`` cars stepped as one batch in this process, driven as
+    ``bench_envpool`` drives EnvPool's batch."""
+    return _batched_rate(FastCarRacingVector(num_envs), num_envs, steps, seed=0)
 
 
 def bench_dream(pop: int, trials: int, steps: int, device: str) -> float:
