@@ -36,7 +36,7 @@ def test_the_joint_optimiser_moves_v_at_its_own_rate_and_m_and_f_inv_at_theirs()
     before = [m.weight.detach().clone() for m in modules]
     sum(m(torch.ones(1, 3)).sum() for m in modules).backward()
     opt.step()
-    moved = [float((m.weight - b).abs().max()) for m, b in zip(modules, before)]
+    moved = [float((m.weight.detach() - b).abs().max()) for m, b in zip(modules, before)]
     assert moved[0] == pytest.approx(1e-5, rel=1e-2)
     assert moved[1] == pytest.approx(1e-3, rel=1e-2) and moved[2] == pytest.approx(1e-3, rel=1e-2)
 
