@@ -123,6 +123,34 @@ def make_vector_envs(envpool, n: int, seed: int) -> dict:
     return envs
 
 
+def print_table(clocks: dict, names: list, subject: str, baseline: str, target_name: str, widths: tuple) -> None:
+    """Steps/s of every env per phase (wall and CPU time), ``subject`` against ``baseline`` and against EnvPool
+    when it ran, then the line saying whether ``subject`` / EnvPool over whole episodes (CPU time) meets TARGET.
+    ``widths``: the rate column, the two ratio headers and the two ratio cells."""
+    rate_w, base_head, base_cell, pool_head, pool_cell = widths
+    cols = "".join(f"{n + '/s':>{rate_w}}" for n in names) + f"{subject + '/' + baseline:>{base_head}}" + (
+        f"{subject + '/envpool':>{pool_head}}" if "envpool" in names else "")
+    print(f"{'phase':<22}{'steps':>7}  {'clock':<6}{cols}")
+    summary = None
+    for label, keys in ROWS:
+        steps = sum(clocks[subject].steps.get(k, 0) for k in keys if k != "reset")
+        if steps == 0:
+            continue
+        for kind in ("wall", "cpu"):
+            rate = {n: steps / sum(getattr(clocks[n], kind).get(k, 0.0) for k in keys) for n in names}
+            line = f"{label if kind == 'wall' else '':<22}{steps if kind == 'wall' else '':>7}  {kind:<6}"
+            line += "".join(f"{rate[n]:>{rate_w}.0f}" for n in names)
+            line += f"{rate[subject] / rate[baseline]:>{base_cell}.2f}×"
+            if "envpool" in names:
+                line += f"{rate[subject] / rate['envpool']:>{pool_cell}.2f}×"
+                if label.startswith("whole") and kind == "cpu":
+                    summary = rate[subject] / rate["envpool"]
+            print(line)
+    if summary is not None:
+        verdict = "met" if summary >= TARGET else "not met"
+        print(f"{target_name}, whole episodes, CPU time: {summary:.2f}× (target ≥ {TARGET:.1f}×: {verdict})")
+
+
 def single(args, envpool) -> None:
     """Stock, fast and EnvPool with 1 env each."""
     envs = make_envs(envpool, args.seed)
@@ -159,27 +187,7 @@ def single(args, envpool) -> None:
 
     print(f"CarRacing-v3 steps/s, {args.episodes} episode(s) × ≤{args.steps} steps, turns of {args.block} steps,"
           f" pid {os.getpid()}, affinity {sorted(os.sched_getaffinity(0))}")
-    cols = "".join(f"{n + '/s':>10}" for n in names) + f"{'fast/stock':>11}" + (
-        f"{'fast/envpool':>13}" if "envpool" in names else "")
-    print(f"{'phase':<22}{'steps':>7}  {'clock':<6}{cols}")
-    summary = None
-    for label, keys in ROWS:
-        steps = sum(clocks["stock"].steps.get(k, 0) for k in keys if k != "reset")
-        if steps == 0:
-            continue
-        for kind in ("wall", "cpu"):
-            rate = {n: steps / sum(getattr(clocks[n], kind).get(k, 0.0) for k in keys) for n in names}
-            line = f"{label if kind == 'wall' else '':<22}{steps if kind == 'wall' else '':>7}  {kind:<6}"
-            line += "".join(f"{rate[n]:>10.0f}" for n in names) + f"{rate['fast'] / rate['stock']:>10.2f}×"
-            if "envpool" in names:
-                line += f"{rate['fast'] / rate['envpool']:>12.2f}×"
-                if label.startswith("whole") and kind == "cpu":
-                    summary = rate["fast"] / rate["envpool"]
-            print(line)
-    if summary is not None:
-        verdict = "met" if summary >= TARGET else "not met"
-        print(f"FastCarRacing / EnvPool (1 env, 1 thread), whole episodes, CPU time: {summary:.2f}× "
-              f"(target ≥ {TARGET:.1f}×: {verdict})")
+    print_table(clocks, names, "fast", "stock", "FastCarRacing / EnvPool (1 env, 1 thread)", (10, 11, 10, 13, 12))
 
 
 def vector(args, envpool) -> None:
@@ -215,27 +223,8 @@ def vector(args, envpool) -> None:
 
     print(f"\nCarRacing-v3 env-steps/s, {n} envs in one batch, {args.episodes} episode(s) × {args.steps} steps,"
           f" turns of {args.block} steps")
-    cols = "".join(f"{name + '/s':>10}" for name in names) + f"{'vector/sync':>12}" + (
-        f"{'vector/envpool':>15}" if "envpool" in names else "")
-    print(f"{'phase':<22}{'steps':>7}  {'clock':<6}{cols}")
-    summary = None
-    for label, keys in ROWS:
-        steps = sum(clocks["vector"].steps.get(k, 0) for k in keys if k != "reset")
-        if steps == 0:
-            continue
-        for kind in ("wall", "cpu"):
-            rate = {name: steps / sum(getattr(clocks[name], kind).get(k, 0.0) for k in keys) for name in names}
-            line = f"{label if kind == 'wall' else '':<22}{steps if kind == 'wall' else '':>7}  {kind:<6}"
-            line += "".join(f"{rate[name]:>10.0f}" for name in names) + f"{rate['vector'] / rate['sync']:>11.2f}×"
-            if "envpool" in names:
-                line += f"{rate['vector'] / rate['envpool']:>14.2f}×"
-                if label.startswith("whole") and kind == "cpu":
-                    summary = rate["vector"] / rate["envpool"]
-            print(line)
-    if summary is not None:
-        verdict = "met" if summary >= TARGET else "not met"
-        print(f"FastCarRacingVector / EnvPool ({n} envs, 1 thread), whole episodes, CPU time: {summary:.2f}× "
-              f"(target ≥ {TARGET:.1f}×: {verdict})")
+    print_table(clocks, names, "vector", "sync", f"FastCarRacingVector / EnvPool ({n} envs, 1 thread)",
+                (10, 12, 11, 15, 14))
     for env in envs.values():
         if hasattr(env, "close"):
             env.close()
