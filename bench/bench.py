@@ -47,6 +47,7 @@ from data.frames import FrameBlocks, load_frames  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo  # noqa: E402
 from envs.fast_carracing import FastCarRacing  # noqa: E402
 from envs.fast_carracing_vector import FastCarRacingVector  # noqa: E402
+from envs.lockstep import Lockstep  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
@@ -87,6 +88,32 @@ def bench_collection(workers: int, episodes: int, steps: int) -> float:
         start = time.perf_counter()
         collect(job, episodes, workers)
         return episodes * steps / (time.perf_counter() - start)
+
+
+def bench_episode_loop(vector: bool, episodes: int, steps: int) -> float:
+    """frames/s of a collection-like loop in this process (Brownian actions, frames preprocessed to 64×64, nothing
+    stored): ``episodes`` FastCarRacing episodes of ``steps`` steps played 8 side by side on FastCarRacingVector
+    (``vector``), or one at a time on a single env, as stage 01's workers play them."""
+    source = envs.get("carracing")
+    source.vector = vector
+    size = 8 if vector else 1
+    lockstep = Lockstep(source, steps)
+    lockstep.reset([0] * size)  # the envs made (and their kernels loaded) before the clock starts
+    start = time.perf_counter()
+    for first in range(0, episodes, size):
+        seeds = list(range(first, min(first + size, episodes)))
+        policies = [BrownianPolicy(source.action_space, np.random.default_rng(seed)) for seed in seeds]
+        for obs in lockstep.reset(seeds):
+            source.preprocess(obs)
+        running = list(range(len(seeds)))
+        while running:
+            results = lockstep.step(running, [policies[k].act() for k in running])
+            for obs, _, _, _ in results:
+                source.preprocess(obs)
+            running = [k for k, (_, _, terminated, truncated) in zip(running, results) if not (terminated or truncated)]
+    rate = episodes * steps / (time.perf_counter() - start)
+    lockstep.close()
+    return rate
 
 
 def bench_bare_env(env_class: type, steps: int) -> float:
@@ -167,12 +194,15 @@ def bench_source(name: str, steps: int) -> float:
     return rate
 
 
-def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: int) -> tuple[int, float]:
+def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: int,
+                 vector: bool = True) -> tuple[int, float]:
     """One process's share of a side-by-side evaluation: ``batch`` episodes of at most ``steps`` steps played in
-    lockstep, with V, M and C choosing the actions (``models``), or the bare env (resets included) on
-    Brownian actions. Returns (env steps, seconds)."""
+    lockstep, with V, M and C choosing the actions (``models``; FastCarRacing's episodes on its vector env, or
+    with ``vector`` False on single envs), or the bare env (resets included) on Brownian actions. Returns (env
+    steps, seconds)."""
     torch.set_num_threads(1)
     source = envs.get("carracing")
+    source.vector = vector
     if not fast:
         source.env_id = "CarRacing-v3"
     seeds = list(range(seeds_from, seeds_from + batch))
@@ -198,10 +228,10 @@ def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: i
     return n, time.perf_counter() - start
 
 
-def bench_evaluation(workers: int, fast: bool, models: bool, batch: int, steps: int) -> float:
+def bench_evaluation(workers: int, fast: bool, models: bool, batch: int, steps: int, vector: bool = True) -> float:
     """env-steps/s of ``workers`` processes at once, each playing ``batch`` episodes (see _eval_worker)."""
     if workers == 1:
-        n, seconds = _eval_worker(fast, models, batch, steps, 0)
+        n, seconds = _eval_worker(fast, models, batch, steps, 0, vector)
         return n / seconds
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         jobs = [pool.submit(_eval_worker, fast, models, batch, steps, w * batch) for w in range(workers)]
@@ -370,6 +400,12 @@ def main() -> None:
                          f"{bare:,.0f} env-steps/s", "1.00 (baseline)"))
             rows.append((f"controller evaluation (V+M+C in lockstep) on {label}, {workers} process(es)",
                          f"{ctrl:,.0f} env-steps/s", f"{ctrl / bare:.2f} of bare env"))
+    single = bench_evaluation(1, True, True, 8 * scale // 3, steps, vector=False)
+    vectored = bench_evaluation(1, True, True, 8 * scale // 3, steps)
+    rows.append(("controller evaluation on FastCarRacing, 1 process, 8 episodes on single envs",
+                 f"{single:,.0f} env-steps/s", "1.00 (baseline)"))
+    rows.append(("the same on FastCarRacingVector (stage 04's lockstep)", f"{vectored:,.0f} env-steps/s",
+                 f"{vectored / single:.2f} × single envs"))
     dream = bench_dream(pop=64, trials=16 if not args.quick else 2, steps=steps, device="cpu")
     rows.append(("controller evaluation in M's dream (64 × 16 batch), 1 CPU thread", f"{dream:,.0f} dream-steps/s",
                  f"{dream / ctrl:.0f} × real-env evaluation ({n} processes)"))
@@ -379,6 +415,11 @@ def main() -> None:
     # Long enough (24 episodes per worker) that starting the worker processes is a small part of the time.
     c1 = bench_collection(1, 8 * scale, steps)
     cn = bench_collection(n, 8 * scale * n, steps)
+    one_by_one, side_by_side = bench_episode_loop(False, 8 * scale, steps), bench_episode_loop(True, 8 * scale, steps)
+    rows.append(("collection-like loop, 1 process, one FastCarRacing episode at a time (as stage 01 plays)",
+                 f"{one_by_one:,.0f} frames/s", "1.00 (baseline)"))
+    rows.append(("the same loop, 8 episodes side by side on FastCarRacingVector", f"{side_by_side:,.0f} frames/s",
+                 f"{side_by_side / one_by_one:.2f} × one at a time"))
     rows.append(("collection (FastCarRacing), 1 worker", f"{c1:,.0f} frames/s", "1.00 (baseline)"))
     rows.append((f"collection (FastCarRacing), {n} workers", f"{cn:,.0f} frames/s", f"{cn / (n * c1):.2f} of {n} × 1-worker"))
     try:

@@ -56,6 +56,12 @@ class EnvSource(ABC):
     def make(self, max_steps: int) -> gym.Env:
         """A fresh env whose episodes end after at most ``max_steps`` steps."""
 
+    def make_vector(self, num_envs: int, max_steps: int) -> gym.vector.VectorEnv | None:
+        """``num_envs`` envs as one vector env (next-step autoreset) whose ``step`` also takes EnvPool's
+        ``env_id`` (step only those envs), each env exactly ``make(max_steps)``'s; None where the source has
+        none (``envs.lockstep`` then plays single envs side by side)."""
+        return None
+
     @abstractmethod
     def preprocess(self, obs: np.ndarray) -> np.ndarray:
         """An env observation → (64, 64, 3) uint8."""

@@ -11,6 +11,7 @@ from PIL import Image
 
 from envs.base import EnvSource, arrows
 from envs.fast_carracing import FAST_ID, FastCarRacing  # noqa: F401 (FastCarRacing: re-exported)
+from envs.fast_carracing_vector import FastCarRacingVector
 
 FRAME = 64
 CROP_ROWS = 84  # the top 84 of 96 rows: drops the dashboard
@@ -30,9 +31,15 @@ class CarRacing(EnvSource):
     action_space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
     env_id = FAST_ID  # the bench sets "CarRacing-v3" on an instance to time the stock env in the same loop
     keyboard_help = "←/→ steer, ↑ gas, ↓ brake"
+    vector = True  # the bench sets False on an instance to time side-by-side episodes on single envs
 
     def make(self, max_steps: int) -> gym.Env:
         return gym.make(self.env_id, max_episode_steps=max_steps)
+
+    def make_vector(self, num_envs: int, max_steps: int) -> FastCarRacingVector | None:
+        """``FastCarRacingVector``, its cars rendering through one set of working buffers (none for the stock env)."""
+        fast = self.vector and self.env_id == FAST_ID
+        return FastCarRacingVector(num_envs, max_episode_steps=max_steps) if fast else None
 
     def preprocess(self, obs: np.ndarray) -> np.ndarray:
         return crop_resize(obs)

@@ -41,6 +41,11 @@ class _Car(FastCarRacing):
                 setattr(self, name, getattr(first, name))
 
 
+def _rows(infos: dict[str, Any], ids: list[int]) -> dict[str, Any]:
+    """Vector infos (arrays over all envs, nested dicts alike) cut down to the rows of ``ids``, in that order."""
+    return {key: _rows(value, ids) if isinstance(value, dict) else value[ids] for key, value in infos.items()}
+
+
 class FastCarRacingVector(VectorEnv):
     """``num_envs`` ``FastCarRacing`` envs behind Gymnasium's ``VectorEnv`` API, with next-step autoreset.
 
@@ -127,34 +132,51 @@ class FastCarRacingVector(VectorEnv):
         return (self._observations.copy() if self.copy else self._observations), infos
 
     def step(
-        self, actions: np.ndarray
+        self, actions: np.ndarray, env_id: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env with its row of ``actions``; an env whose episode ended on the previous step is reset
-        instead (reward 0, not terminated or truncated), as ``SyncVectorEnv``'s next-step autoreset does."""
+        instead (reward 0, not terminated or truncated), as ``SyncVectorEnv``'s next-step autoreset does.
+
+        ``env_id`` (EnvPool's keyword for the same thing): step only these envs, ``actions`` holding one row for
+        each, in that order; the results are theirs, in that order (always copies), and the other envs keep
+        their state and their count of steps towards the time limit. A player of episodes in lockstep steps
+        only those still running this way."""
         if not self._was_reset.all():
             raise error.ResetNeeded("Cannot call env.step() before calling env.reset()")
+        ids = self._env_ids(env_id, len(actions))
         obs, autoreset = self._observations, self._autoreset.tolist()
-        rewards, terminations = [0.0] * self.num_envs, [False] * self.num_envs
         infos: dict[str, Any] = {}
-        for i, env in enumerate(self.envs):
+        for row, i in enumerate(ids):
             if autoreset[i]:
-                obs[i], info = env.reset()
+                obs[i], info = self.envs[i].reset()
+                self._rewards[i], self._terminations[i] = 0.0, False
             else:
-                obs[i], rewards[i], terminations[i], _, info = env.step(actions[i])
+                obs[i], self._rewards[i], self._terminations[i], _, info = self.envs[i].step(actions[row])
             if info:
                 infos = self._add_info(infos, info, i)
-        self._rewards[:] = rewards
-        self._terminations[:] = terminations
-        self._elapsed += 1
-        self._elapsed[self._autoreset] = 0
+        self._elapsed[ids] = np.where(self._autoreset[ids], 0, self._elapsed[ids] + 1)
         if self.max_episode_steps is None:
-            self._truncations[:] = False
+            self._truncations[ids] = False
         else:
-            np.greater_equal(self._elapsed, self.max_episode_steps, out=self._truncations)
-        np.logical_or(self._terminations, self._truncations, out=self._autoreset)
+            self._truncations[ids] = self._elapsed[ids] >= self.max_episode_steps
+        self._autoreset[ids] = self._terminations[ids] | self._truncations[ids]
+        if env_id is not None:
+            return obs[ids], self._rewards[ids], self._terminations[ids], self._truncations[ids], _rows(infos, ids)
         if self.copy:
             return obs.copy(), self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), infos
         return obs, self._rewards, self._terminations, self._truncations, infos
+
+    def _env_ids(self, env_id: np.ndarray | None, rows: int) -> list[int]:
+        """The envs a step drives, checked against the number of action rows given for them."""
+        if env_id is None:
+            ids = list(range(self.num_envs))
+        else:
+            ids = np.asarray(env_id).reshape(-1).tolist()
+            if not all(isinstance(i, int) and 0 <= i < self.num_envs for i in ids) or len(set(ids)) != len(ids):
+                raise ValueError(f"env_id must be distinct ints in [0, {self.num_envs}), got {env_id!r}")
+        if rows != len(ids):
+            raise ValueError(f"{rows} action rows for {len(ids)} envs: pass one row per env stepped")
+        return ids
 
     def render(self) -> tuple[Any, ...] | None:
         """Each env's ``render()`` in the ``render_mode`` given to the constructor (None without one)."""

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import envs
+from envs.lockstep import Lockstep
 from models.controller import batched, num_params
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, sample_z, to_input
@@ -68,16 +69,12 @@ class WorldModel:
 
 
 class Player:
-    """Plays batches of real episodes; keeps its envs between calls (one per lockstep slot)."""
+    """Plays batches of real episodes side by side (``envs.lockstep``: CarRacing's cars as one vector env); keeps
+    its envs between calls."""
 
     def __init__(self, world: WorldModel, max_steps: int):
         self.world, self.max_steps = world, max_steps
-        self.envs: list = []
-
-    def _envs(self, n: int) -> list:
-        while len(self.envs) < n:
-            self.envs.append(self.world.source.make(self.max_steps))
-        return self.envs[:n]
+        self.lockstep = Lockstep(world.source, max_steps)
 
     def play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
         """params (N, P) one controller per episode, seeds (N,) → returns (N,), env steps taken.
@@ -97,8 +94,7 @@ class Player:
         w = self.world
         n = len(seeds)
         torch.manual_seed(batch_seed(seeds))
-        envs_ = self._envs(n)
-        obs = [env.reset(seed=int(s))[0] for env, s in zip(envs_, seeds)]
+        obs = self.lockstep.reset(seeds)
         noise = [np.random.default_rng(int(s)) for s in seeds]
         params_t = torch.as_tensor(params, dtype=torch.float32)
         state = w.mdnrnn.initial_state(n)
@@ -113,8 +109,9 @@ class Player:
             z = sample_z(mu, logvar, eps)
             out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)
             actions = [w.source.controller_action(o) for o in out.numpy()]
-            for i in np.flatnonzero(alive):
-                ob, reward, terminated, truncated, _ = envs_[i].step(actions[i])
+            running = np.flatnonzero(alive)
+            results = self.lockstep.step(running, [actions[i] for i in running])
+            for i, (ob, reward, terminated, truncated) in zip(running, results):
                 frames[i] = w.source.preprocess(ob)
                 returns[i] += reward
                 played[i] += 1

@@ -1,8 +1,12 @@
 """Player: real episodes of V, M and C; with --patience, training episodes stop early and are charged exactly."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from envs.carracing import CarRacing
+from envs.fast_carracing_vector import FastCarRacingVector
 from pipeline.agent import Player, WorldModel
 
 
@@ -45,3 +49,21 @@ def test_patience_stops_quiet_episodes_and_charges_the_steps_left(tiny_run):
     again, again_steps = player.play(params, seeds, patience=steps + 1)
     np.testing.assert_array_equal(again, full)
     assert again_steps == full_steps
+
+
+def test_episodes_on_the_vector_env_are_those_of_single_envs(tiny_run):
+    """The Player plays CarRacing's episodes on FastCarRacingVector, stepping only the running cars: returns and
+    step counts equal those of single envs, with patience ending episodes at different steps, a smaller batch
+    after a larger one and a larger one after that (the vector env made again)."""
+    world = WorldModel.load(tiny_run["run"], "carracing")
+    single = dataclasses.replace(world, source=CarRacing())
+    single.source.vector = False  # single envs side by side
+    params = np.random.default_rng(1).normal(0, 0.5, (4, world.num_params)).astype(np.float32)
+    vector_player, single_player = Player(world, 120), Player(single, 120)
+    for rows, seeds, patience in ((3, [5, 6, 7], 15), (2, [8, 9], 0), (4, [1, 2, 3, 4], 20)):
+        got = vector_player.play(params[:rows], seeds, patience=patience)
+        want = single_player.play(params[:rows], seeds, patience=patience)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1] == want[1]
+    assert isinstance(vector_player.lockstep.vector, FastCarRacingVector) and vector_player.lockstep.capacity == 4
+    assert single_player.lockstep.vector is None and len(single_player.lockstep.envs) == 4

@@ -90,3 +90,39 @@ def test_seeds_reset_mask_copies_and_render():
         vector.reset(seed=[1, 2, 3])
     vector.close()
     sync.close()
+
+
+def test_env_id_steps_only_the_chosen_envs_each_as_a_single_env_would_step():
+    """``step(actions, env_id=...)`` (EnvPool's keyword) drives a changing subset of the cars each step: every car
+    must match a single ``FastCarRacing`` stepped only when chosen (its own time limit counting only its steps,
+    and the next-step autoreset after its end), and the results come back in ``env_id``'s order."""
+    steps, limit = 400, 200
+    drivers = [off_the_field(steps), brownian_driver(3, steps), brownian_driver(4, steps)]
+    vector = FastCarRacingVector(3, max_episode_steps=limit)
+    singles = [gym.make(fast_module.FAST_ID, max_episode_steps=limit) for _ in range(3)]
+    vector.reset(seed=[21, 22, 23])
+    for env, seed in zip(singles, (21, 22, 23)):
+        env.reset(seed=seed)
+    rng = np.random.default_rng(0)
+    taken, ended_after, ends = [0, 0, 0], [False] * 3, []
+    for t in range(steps):
+        ids = rng.permutation(3)[: rng.integers(1, 4)]
+        got = vector.step(np.stack([drivers[i][taken[i]] for i in ids]), env_id=ids)
+        for row, i in enumerate(ids.tolist()):
+            if ended_after[i]:
+                want = (singles[i].reset()[0], 0.0, False, False)
+            else:
+                want = singles[i].step(drivers[i][taken[i]])[:4]
+            np.testing.assert_array_equal(got[0][row], want[0], err_msg=f"step {t}: car {i}'s observation")
+            assert (got[1][row], got[2][row], got[3][row]) == tuple(want[1:]), f"step {t}: car {i}"
+            ended_after[i] = bool(want[2] or want[3])
+            ends += [(i, "terminated" if want[2] else "truncated")] if ended_after[i] else []
+            taken[i] += 1
+    assert (0, "terminated") in ends and any(kind == "truncated" for _, kind in ends), ends
+    with pytest.raises(ValueError):
+        vector.step(np.zeros((2, 3), np.float32), env_id=[1, 1])
+    with pytest.raises(ValueError):
+        vector.step(np.zeros((1, 3), np.float32), env_id=[0, 2])
+    vector.close()
+    for env in singles:
+        env.close()
