@@ -159,9 +159,9 @@ def bench_vector(num_envs: int, steps: int) -> float:
     return _batched_rate(FastCarRacingVector(num_envs), num_envs, steps, seed=0)
 
 
-def bench_dream(pop: int, trials: int, steps: int, device: str) -> float:
-    """dream-steps/s: pop × trials controllers rolled out as one batch through an untrained M (LSTM 256) and C."""
-    torch.set_num_threads(1)
+def bench_dream(pop: int, trials: int, steps: int, device: str, threads: int = 1) -> float:
+    """dream-steps/s: pop × trials controllers rolled out as one batch through an untrained M (LSTM 256) and C, on
+    ``threads`` CPU threads (stage 04 gives a dream the cores of its idle real-env workers)."""
     world = WorldModel(envs.get("carracing"), ConvVAE().eval(), MDNRNN().eval())
     with torch.no_grad():
         world.mdnrnn.head.bias[-1] = -10.0  # done logit: no dream ends early, every row runs all its steps
@@ -169,7 +169,7 @@ def bench_dream(pop: int, trials: int, steps: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "latents.h5"
         latent_data.write(path, iter(synthetic_latents(4, steps, rng)), {"z_dim": 32})
-        player = DreamPlayer(world, path, steps, 1.15, torch.device(device))
+        player = DreamPlayer(world, path, steps, 1.15, torch.device(device), threads=threads)
         params = rng.normal(0, 0.1, (pop, world.num_params))
         player.fitness(params[:1], [0])  # warm-up
         start = time.perf_counter()
@@ -406,8 +406,12 @@ def main() -> None:
                  f"{single:,.0f} env-steps/s", "1.00 (baseline)"))
     rows.append(("the same on FastCarRacingVector (stage 04's lockstep)", f"{vectored:,.0f} env-steps/s",
                  f"{vectored / single:.2f} × single envs"))
-    dream = bench_dream(pop=64, trials=16 if not args.quick else 2, steps=steps, device="cpu")
-    rows.append(("controller evaluation in M's dream (64 × 16 batch), 1 CPU thread", f"{dream:,.0f} dream-steps/s",
+    trials = 16 if not args.quick else 2
+    dream_1 = bench_dream(pop=64, trials=trials, steps=steps, device="cpu")
+    dream = bench_dream(pop=64, trials=trials, steps=steps, device="cpu", threads=n)
+    rows.append(("controller evaluation in M's dream (64 × 16 batch), 1 CPU thread", f"{dream_1:,.0f} dream-steps/s",
+                 f"{dream_1 / ctrl:.0f} × real-env evaluation ({n} processes)"))
+    rows.append((f"the same dream on {n} CPU threads (the cores of the {n} processes)", f"{dream:,.0f} dream-steps/s",
                  f"{dream / ctrl:.0f} × real-env evaluation ({n} processes)"))
     if torch.cuda.is_available():
         gpu = bench_dream(pop=64, trials=16, steps=steps, device="cuda")
@@ -457,7 +461,7 @@ def main() -> None:
                NO_ENVPOOL if pool_1 is None else ""),
         Target("FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched", 1.0,
                None if pool_8 is None else vector / pool_8, NO_ENVPOOL if pool_8 is None else ""),
-        Target(f"dream / real-env evaluation (FastCarRacing, {n} processes)", 100.0, dream / ctrl),
+        Target(f"dream on {n} threads / real-env evaluation (FastCarRacing, {n} processes)", 100.0, dream / ctrl),
     ]
     report = (f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"
               f"{render_targets(targets)}")

@@ -14,7 +14,8 @@ actors, so a real episode and a dream can be driven by the same actions.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,6 +241,17 @@ def scripted_actor(actions: Sequence) -> Actor:
 
 
 # -- dreams as the place C is evolved ---------------------------------------------------------------
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """torch's CPU thread count set to ``n`` for the block, then restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class DreamPlayer:
     """Plays controllers in M's dream, every episode of a call in one batch on ``device``.
 
@@ -249,8 +261,11 @@ class DreamPlayer:
     """
 
     def __init__(self, world: WorldModel, latents: Path, max_steps: int, temperature: float,
-                 device: torch.device, warmup: int = 0):
+                 device: torch.device, warmup: int = 0, threads: int = 1):
+        """``threads``: torch's CPU threads while a batch dreams (the results are the same for any number; the
+        stage gives the cores its real-env workers leave idle meanwhile)."""
         self.world, self.max_steps, self.temperature, self.device = world, max_steps, temperature, device
+        self.threads = threads
         self.m = copy.deepcopy(world.mdnrnn).to(device).eval()
         self.starts = StartFrames(latents, warmup, world.vae_fingerprint)
 
@@ -258,7 +273,7 @@ class DreamPlayer:
         """params (N, P), one controller per start → the batch's ``DreamResult``. ``seed`` seeds M's sampling
         and, on a forked stream that leaves the caller's untouched, the noise of stochastic cores."""
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), cpu_threads(self.threads):
             torch.manual_seed(seed)
             z0, state = begin(self.m, starts, self.device)
             params_t = torch.as_tensor(params, dtype=torch.float32, device=self.device)

@@ -212,6 +212,28 @@ def test_dreams_equal_the_plain_loop_bit_for_bit(tmp_path, env, done_scale):
         np.testing.assert_array_equal(fast, plain)
 
 
+def test_a_dream_batch_gives_the_same_results_on_any_number_of_threads(tmp_path):
+    """The stage dreams on the cores its idle real-env workers leave: M at full size (LSTM 256, 5 mixtures of 32
+    dims) on a batch of 256, on 1 thread and on 2, must give the same returns and lengths, bit for bit."""
+    source = envs.get("carracing")
+    torch.manual_seed(0)
+    world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
+    with torch.no_grad():
+        world.mdnrnn.head.bias[-1] = -10.0  # no dream ends early: every row runs all 25 steps
+    rng = np.random.default_rng(0)
+    latent_data.write(tmp_path / "latents.h5", iter(synthetic_episodes(source, 32, 4, 30, rng)), {"z_dim": 32})
+    params = rng.normal(0, 0.3, (32, world.num_params))
+    results = []
+    for threads in (1, 2):
+        player = DreamPlayer(world, tmp_path / "latents.h5", max_steps=25, temperature=1.15,
+                             device=torch.device("cpu"), threads=threads)
+        before = torch.get_num_threads()
+        results.append(player.fitness(params, list(range(8))))
+        assert torch.get_num_threads() == before  # restored after the batch
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1] == 32 * 8 * 25
+
+
 def synthetic_episodes(source: envs.EnvSource, z: int, n: int, steps: int,
                        rng: np.random.Generator) -> list[latent_data.LatentEpisode]:
     """``n`` latent episodes of ``steps`` steps with the source's random actions, as M reads them."""

@@ -159,8 +159,9 @@ def _run(args: argparse.Namespace) -> None:
                          f"already evolved: pass --generations {state.generation + 1} or more to continue")
     dreamer = None
     if args.train_in == "dream":
+        # While a generation dreams the real-env workers are idle: the dream takes their cores as threads.
         dreamer = DreamPlayer(world, latents_path(args.run), args.steps, args.temperature,
-                              devices.resolve(args.device), args.warmup)
+                              devices.resolve(args.device), args.warmup, threads=min(args.workers, os.cpu_count()))
     # The metrics are checked (and rows past the ES state dropped) before anything else is written.
     watch = live.Live(args.run, "controller", args.log, state.generation, vars(args))
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation,
