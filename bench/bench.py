@@ -18,7 +18,9 @@ dreams against real-env evaluation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import multiprocessing as mp
 import os
 import platform
@@ -35,18 +37,16 @@ DOCS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
 NO_ENVPOOL = "envpool not installed (pip install -r requirements-bench.txt)"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import carracing_speed  # noqa: E402  (bench/carracing_speed.py, beside this script)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from doc_table import Target, render_table, render_targets, replace_between_markers, write_between_markers  # noqa: E402  (bench/doc_table.py, beside this script)
-from gymnasium.envs.box2d.car_racing import CarRacing as StockCarRacing  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import envs  # noqa: E402
 from data import latents as latent_data  # noqa: E402
 from data.frames import FrameBlocks, load_frames  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo  # noqa: E402
-from envs.fast_carracing import FastCarRacing  # noqa: E402
-from envs.fast_carracing_vector import FastCarRacingVector  # noqa: E402
 from envs.lockstep import Lockstep  # noqa: E402
 from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
@@ -116,47 +116,17 @@ def bench_episode_loop(vector: bool, episodes: int, steps: int) -> float:
     return rate
 
 
-def bench_bare_env(env_class: type, steps: int) -> float:
-    """env-steps/s of one CarRacing class in this process, on the same Brownian action sequence."""
-    env = env_class()
-    policy = BrownianPolicy(env.action_space, np.random.default_rng(0))
-    actions = [policy.act() for _ in range(steps)]
-    env.reset(seed=0)
-    start = time.perf_counter()
-    for action in actions:
-        env.step(action)
-    return steps / (time.perf_counter() - start)
-
-
-def _batched_rate(env, num_envs: int, steps: int, **reset) -> float:
-    """env-steps/s of a batch of ``num_envs`` CarRacing envs, every env on ``bench_bare_env``'s Brownian action
-    sequence; closes the env."""
-    policy = BrownianPolicy(envs.get("carracing").action_space, np.random.default_rng(0))
-    actions = [np.tile(policy.act(), (num_envs, 1)) for _ in range(steps)]
-    env.reset(**reset)
-    start = time.perf_counter()
-    for action in actions:
-        env.step(action)
-    rate = num_envs * steps / (time.perf_counter() - start)
-    env.close()
-    return rate
-
-
-def bench_envpool(num_envs: int, steps: int) -> float | None:
-    """env-steps/s of EnvPool's CarRacing-v3: ``num_envs`` envs stepped as one batch on one thread; None when
+def bench_carracing_envs(episodes: int, steps: int) -> tuple[dict, dict]:
+    """Whole-episode steps/s (process CPU time) of the CarRacing envs, measured as ``bench/carracing_speed.py``
+    measures them: interleaved in turns of 50 steps on the same Brownian actions, frames checked equal. Returns
+    ({stock, fast, envpool}: 1 env each, {vector, sync, envpool}: 8 envs in one batch); no ``envpool`` key when
     envpool is not installed."""
-    try:
-        import envpool
-    except ImportError:
-        return None
-    env = envpool.make("CarRacing-v3", env_type="gymnasium", num_envs=num_envs, num_threads=1)
-    return _batched_rate(env, num_envs, steps)
-
-
-def bench_vector(num_envs: int, steps: int) -> float:
-    """env-steps/s of ``FastCarRacingVector``: ``num_envs`` cars stepped as one batch in this process, driven as
-    ``bench_envpool`` drives EnvPool's batch."""
-    return _batched_rate(FastCarRacingVector(num_envs), num_envs, steps, seed=0)
+    speed = argparse.Namespace(episodes=episodes, steps=steps, block=50, seed=0, num_envs=8)
+    with contextlib.redirect_stdout(io.StringIO()):  # its note when envpool is missing: the table says it
+        envpool = carracing_speed.import_envpool(True)
+    one = carracing_speed.whole_episode_rates(carracing_speed.single(speed, envpool, quiet=True))
+    batch = carracing_speed.whole_episode_rates(carracing_speed.vector(speed, envpool, quiet=True))
+    return one, batch
 
 
 def bench_dream(pop: int, trials: int, steps: int, device: str, threads: int = 1) -> float:
@@ -375,22 +345,26 @@ def main() -> None:
     steps = 100 * scale
 
     rows = []
-    stock = bench_bare_env(StockCarRacing, steps * 2)
-    fast = bench_bare_env(FastCarRacing, steps * 2)
-    rows.append(("stock CarRacing-v3 (Gymnasium), 1 process", f"{stock:,.0f} env-steps/s", "1.00 (baseline)"))
-    rows.append(("FastCarRacing (pixel-identical), 1 process", f"{fast:,.0f} env-steps/s", f"{fast / stock:.2f} × stock"))
-    pool_1, pool_8 = bench_envpool(1, steps * 2), bench_envpool(8, steps)
+    one, eight = bench_carracing_envs(1 if args.quick else 3, steps * 2)
+    stock, fast, pool_1 = one["stock"], one["fast"], one.get("envpool")
+    vector, pool_8 = eight["vector"], eight.get("envpool")
+    how = "whole episodes, CPU time, in turns"
+    rows.append((f"stock CarRacing-v3 (Gymnasium), 1 env ({how})", f"{stock:,.0f} env-steps/s", "1.00 (baseline)"))
+    rows.append(("FastCarRacing (pixel-identical), 1 env, the same turns", f"{fast:,.0f} env-steps/s",
+                 f"{fast / stock:.2f} × stock"))
     if pool_1 is None:
         rows.append(("EnvPool CarRacing-v3", "skipped", NO_ENVPOOL))
     else:
-        rows.append(("EnvPool CarRacing-v3 (C++), 1 env, 1 thread", f"{pool_1:,.0f} env-steps/s",
+        rows.append(("EnvPool CarRacing-v3 (C++), 1 env, 1 thread, the same turns", f"{pool_1:,.0f} env-steps/s",
                      f"{pool_1 / stock:.2f} × stock"))
-        rows.append(("EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread", f"{pool_8:,.0f} env-steps/s",
-                     f"{pool_8 / pool_1:.2f} × EnvPool 1 env"))
-    vector = bench_vector(8, steps)
+    rows.append((f"SyncVectorEnv over 8 FastCarRacing envs ({how})", f"{eight['sync']:,.0f} env-steps/s",
+                 "1.00 (baseline)"))
     against_pool = "" if pool_8 is None else f", {vector / pool_8:.2f} × EnvPool 8 envs"
-    rows.append(("FastCarRacingVector (pixel-identical), 8 cars batched, 1 process", f"{vector:,.0f} env-steps/s",
-                 f"{vector / fast:.2f} × FastCarRacing{against_pool}"))
+    rows.append(("FastCarRacingVector (pixel-identical), 8 cars batched, the same turns", f"{vector:,.0f} env-steps/s",
+                 f"{vector / eight['sync']:.2f} × SyncVectorEnv{against_pool}"))
+    if pool_8 is not None:
+        rows.append(("EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread, the same turns", f"{pool_8:,.0f} env-steps/s",
+                     f"{pool_8 / eight['sync']:.2f} × SyncVectorEnv"))
     batch = 4 * scale
     for fast_env, label in ((False, "stock CarRacing-v3"), (True, "FastCarRacing")):
         for workers in sorted({1, n}):

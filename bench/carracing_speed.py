@@ -151,13 +151,20 @@ def print_table(clocks: dict, names: list, subject: str, baseline: str, target_n
         print(f"{target_name}, whole episodes, CPU time: {summary:.2f}× (target ≥ {TARGET:.1f}×: {verdict})")
 
 
-def single(args, envpool) -> None:
-    """Stock, fast and EnvPool with 1 env each."""
+def whole_episode_rates(clocks: dict) -> dict:
+    """Each env's steps/s over whole episodes (resets included), in process CPU time."""
+    keys = dict(ROWS)["whole episodes+reset"]
+    return {name: sum(c.steps.get(k, 0) for k in keys if k != "reset") / sum(c.cpu.get(k, 0.0) for k in keys)
+            for name, c in clocks.items()}
+
+
+def single(args, envpool, quiet: bool = False) -> dict:
+    """Stock, fast and EnvPool with 1 env each; prints the table (unless ``quiet``) and returns the clocks."""
     envs = make_envs(envpool, args.seed)
     names = list(envs)
     for name, env in envs.items():  # untimed: loads FastCarRacing's compiled kernels (numba's on-disk cache)
         _, wall, _ = timed(env.reset, seed=args.seed)
-        if name == "fast":
+        if name == "fast" and not quiet:
             print(f"FastCarRacing's first reset (kernels loaded or compiled): {wall:.2f} s")
     clocks = {name: Clock() for name in names}
     turn = 0
@@ -185,13 +192,16 @@ def single(args, envpool) -> None:
             if any(out[2] or out[3] for out in outs["stock"]):
                 break
 
-    print(f"CarRacing-v3 steps/s, {args.episodes} episode(s) × ≤{args.steps} steps, turns of {args.block} steps,"
-          f" pid {os.getpid()}, affinity {sorted(os.sched_getaffinity(0))}")
-    print_table(clocks, names, "fast", "stock", "FastCarRacing / EnvPool (1 env, 1 thread)", (10, 11, 10, 13, 12))
+    if not quiet:
+        print(f"CarRacing-v3 steps/s, {args.episodes} episode(s) × ≤{args.steps} steps, turns of {args.block} steps,"
+              f" pid {os.getpid()}, affinity {sorted(os.sched_getaffinity(0))}")
+        print_table(clocks, names, "fast", "stock", "FastCarRacing / EnvPool (1 env, 1 thread)", (10, 11, 10, 13, 12))
+    return clocks
 
 
-def vector(args, envpool) -> None:
-    """FastCarRacingVector, SyncVectorEnv over FastCarRacing and EnvPool, ``args.num_envs`` envs in one batch."""
+def vector(args, envpool, quiet: bool = False) -> dict:
+    """FastCarRacingVector, SyncVectorEnv over FastCarRacing and EnvPool, ``args.num_envs`` envs in one batch;
+    prints the table (unless ``quiet``) and returns the clocks."""
     n = args.num_envs
     envs = make_vector_envs(envpool, n, args.seed)
     names = list(envs)
@@ -221,13 +231,15 @@ def vector(args, envpool) -> None:
             for a, b in zip(outs["vector"], outs["sync"]):
                 assert all(np.array_equal(x, y) for x, y in zip(a[:4], b[:4])), f"episode {episode}: steps differ"
 
-    print(f"\nCarRacing-v3 env-steps/s, {n} envs in one batch, {args.episodes} episode(s) × {args.steps} steps,"
-          f" turns of {args.block} steps")
-    print_table(clocks, names, "vector", "sync", f"FastCarRacingVector / EnvPool ({n} envs, 1 thread)",
-                (10, 12, 11, 15, 14))
+    if not quiet:
+        print(f"\nCarRacing-v3 env-steps/s, {n} envs in one batch, {args.episodes} episode(s) × {args.steps} steps,"
+              f" turns of {args.block} steps")
+        print_table(clocks, names, "vector", "sync", f"FastCarRacingVector / EnvPool ({n} envs, 1 thread)",
+                    (10, 12, 11, 15, 14))
     for env in envs.values():
         if hasattr(env, "close"):
             env.close()
+    return clocks
 
 
 def main() -> None:

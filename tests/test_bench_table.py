@@ -112,11 +112,11 @@ def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():
     """The published block is the bench's last full run (with envpool installed): its EnvPool rows and its three
     target lines."""
     block = _published("docs/benchmarks.md")
-    assert "| EnvPool CarRacing-v3 (C++), 1 env, 1 thread |" in block
-    assert "| EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread |" in block
+    assert "| EnvPool CarRacing-v3 (C++), 1 env, 1 thread, the same turns |" in block
+    assert "| EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread, the same turns |" in block
     targets = [line for line in block.splitlines() if line.startswith("- ") and "(target ≥" in line]
     assert [line.split(":")[0].split(" (")[0] for line in targets] == [
         "- FastCarRacing / EnvPool CarRacing-v3, 1 env",
         "- FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched",
-        "- dream / real-env evaluation",
+        "- dream on 2 threads / real-env evaluation",
     ]
