@@ -71,7 +71,8 @@ def parser() -> Parser:
     p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size (x0 = 0)")
     p.add_argument("--generations", type=positive_int, default=1800, help="generations to evolve in total")
     p.add_argument("--steps", type=cli.steps, help="cap on an episode's length (default: the env's)")
-    p.add_argument("--workers", type=cli.workers, default=os.cpu_count(), help="evaluation processes")
+    p.add_argument("--workers", type=cli.workers, default=os.cpu_count(),
+                   help="evaluation processes (with --in dream, also the dream's CPU threads, at most the cores)")
     p.add_argument("--patience", type=cli.nonneg_int_up_to(cli.MAX_STEPS), default=0,
                    help="real-env training only: stop a candidate's episode after this many steps in a row without a "
                         "positive reward, charging each step it had left the reward of its last step (0: play every "
