@@ -5,8 +5,8 @@ on stderr that names the flag or file and the fix, with exit code 2 and no trace
 """
 from __future__ import annotations
 
-import _thread
 import argparse
+import ctypes
 import math
 import signal
 import sys
@@ -219,11 +219,21 @@ def _redeliver(unraisable) -> None:
     ignored". Deliver it again to the main thread, where it ends the stage as any interrupt does."""
     if issubclass(unraisable.exc_type, KeyboardInterrupt):
         # From another thread, a moment later: raised inside this hook, it would be as unraisable as the first.
-        timer = threading.Timer(0.05, _thread.interrupt_main)
+        timer = threading.Timer(0.05, _interrupt_main_thread)
         timer.daemon = True
         timer.start()
         return
     sys.__unraisablehook__(unraisable)
+
+
+def _interrupt_main_thread() -> None:
+    """Raise KeyboardInterrupt in the main thread at its next bytecode, through CPython's
+    ``PyThreadState_SetAsyncExc``, whatever the signal handlers are. (``_thread.interrupt_main`` runs SIGINT's
+    handler, and a stage started in the background by a shell (``nohup … &``) inherits SIGINT ignored: there
+    it would do nothing, and the interrupt would be lost.)"""
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+    set_async_exc(threading.main_thread().ident, KeyboardInterrupt)
 
 
 def run_main(main: Callable[[], None]) -> None:

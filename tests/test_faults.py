@@ -639,10 +639,12 @@ def test_a_real_file_size_limit_mid_write_stops_collection_cleanly(tiny_run, tmp
     assert_untouched(before, snapshot(data))
 
 
-def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_stage(capsys):
+@pytest.mark.parametrize("sigint", ["handled", "ignored"])
+def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_stage(capsys, sigint):
     """Python runs a signal's handler wherever the main thread is; inside a weakref callback or a finalizer the
     KeyboardInterrupt it raises is swallowed ("Exception ignored") and the stage would run on. It is delivered
-    again: the stage stops with exit 130 and its one line."""
+    again: the stage stops with exit 130 and its one line. Also when SIGINT is ignored, as in a stage a shell
+    started in the background (``nohup … &``), where only SIGTERM can stop it."""
     import gc
     import weakref
 
@@ -663,8 +665,12 @@ def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_stage(capsys):
             time.sleep(0.05)
         raise AssertionError("the interrupt was lost")
 
-    with pytest.raises(SystemExit) as stopped:
-        run_main(stage)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_main(stage)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert stopped.value.code == 130
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith(": interrupted; re-run the same command to resume"), lines
