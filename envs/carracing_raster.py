@@ -333,20 +333,23 @@ def _sort(ints, count):
 
 
 @_helper
+def _side(vx, vy, i):
+    """Side i of a polygon, from vertex i − 1 (vertex n − 1 for i = 0) to vertex i, top end first: (y1, y2, x1,
+    x2) with y1 ≤ y2; y1 == y2 for a horizontal side, which no row crosses."""
+    i1 = vx.shape[0] - 1 if i == 0 else i - 1
+    if vy[i1] <= vy[i]:
+        return vy[i1], vy[i], vx[i1], vx[i]
+    return vy[i], vy[i1], vx[i], vx[i1]
+
+
+@_helper
 def _fill_setup(vx, vy, y_first, edges):
     """The crossing edges of a polygon for ``filledPolygonColorMT``, in the C loop's order, top end first, with
     their 16.16 quotient stepped to row ``y_first``. Returns how many (horizontal edges never cross a row)."""
-    n = vx.shape[0]
     m = 0
-    for i in range(n):
-        i1 = n - 1 if i == 0 else i - 1
-        y1, y2 = vy[i1], vy[i]
-        if y1 < y2:
-            x1, x2 = vx[i1], vx[i]
-        elif y1 > y2:
-            y1, y2 = vy[i], vy[i1]
-            x1, x2 = vx[i], vx[i1]
-        else:
+    for i in range(vx.shape[0]):
+        y1, y2, x1, x2 = _side(vx, vy, i)
+        if y1 == y2:
             continue
         dy = y2 - y1
         num = 65536 * (max(y_first, y1) - y1)
@@ -429,14 +432,8 @@ def _pg_polygon(canvas, dirty, vx, vy, color, r0, r1, first, ints):
     for y in range(max(miny, r0), min(maxy, r1 - 1) + 1):
         count = 0
         for i in range(n):
-            i1 = n - 1 if i == 0 else i - 1
-            y1, y2 = vy[i1], vy[i]
-            if y1 < y2:
-                x1, x2 = vx[i1], vx[i]
-            elif y1 > y2:
-                y1, y2 = vy[i], vy[i1]
-                x1, x2 = vx[i], vx[i1]
-            else:
+            y1, y2, x1, x2 = _side(vx, vy, i)
+            if y1 == y2:
                 continue
             if (y1 <= y < y2) or (y == maxy and y2 == maxy):
                 cross = np.float32((y - y1) * (x2 - x1)) / np.float32(y2 - y1)
@@ -449,10 +446,9 @@ def _pg_polygon(canvas, dirty, vx, vy, color, r0, r1, first, ints):
         for i in range(0, count - 1, 2):
             _pg_hline(canvas, dirty, ints[i], y, ints[i + 1], color, r0, r1, first)
     for i in range(n):
-        i1 = n - 1 if i == 0 else i - 1
-        y = vy[i]
-        if miny < y < maxy and vy[i1] == y:
-            _pg_hline(canvas, dirty, vx[i], y, vx[i1], color, r0, r1, first)
+        y1, y2, x1, x2 = _side(vx, vy, i)
+        if y1 == y2 and miny < y1 < maxy:
+            _pg_hline(canvas, dirty, x1, y1, x2, color, r0, r1, first)
 
 
 @_helper

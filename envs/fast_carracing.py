@@ -44,21 +44,6 @@ def _rotation(angle: float) -> tuple[int, float, float]:
     return 4, math.cos(a), math.sin(a)
 
 
-def _rotate(x, y, angle: float):
-    """(x, y) rotated by ``angle`` radians, bit-for-bit as ``pygame.math.Vector2.rotate_rad`` computes it, for
-    floats or float64 arrays alike."""
-    quarter, cos, sin = _rotation(angle)
-    if quarter == 0:
-        return x, y
-    if quarter == 1:
-        return -y, x
-    if quarter == 2:
-        return -x, -y
-    if quarter == 3:
-        return y, -x
-    return cos * x - sin * y, sin * x + cos * y
-
-
 def _grass_quads() -> np.ndarray:
     """The 400 grass squares of the stock renderer, in its order, as a (400, 4, 2) float64 array."""
     d = _stock.GRASS_DIM
