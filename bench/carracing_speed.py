@@ -158,6 +158,34 @@ def whole_episode_rates(clocks: dict) -> dict:
             for name, c in clocks.items()}
 
 
+def race(envs: dict, clocks: dict, actions, args, seed: int, episode: int, turn: int, per_step: int,
+         checked: tuple[str, str], same_steps) -> int:
+    """One episode of ``actions`` played by every env of ``envs``, timed into ``clocks``: all reset with ``seed``
+    (the ``checked`` pair's first frames compared), then blocks of ``args.block`` steps (cut at the zoom-in's
+    end) that the envs take in turns, in an order that rotates with ``turn``. ``same_steps(outs)`` checks each
+    block's results and says whether the episode ended; ``per_step`` env-steps count per step (the batch's size).
+    Returns the next turn."""
+    names = list(envs)
+    obs = {}
+    for k in range(len(names)):
+        name = names[(episode + k) % len(names)]
+        (obs[name], _), w, c = timed(envs[name].reset, seed=seed)
+        clocks[name].add("reset", w, c, 1)
+    assert np.array_equal(obs[checked[0]], obs[checked[1]]), f"episode {episode}: reset frames differ"
+    cuts = sorted({*range(0, args.steps, args.block), min(ZOOM_STEPS, args.steps), args.steps})
+    for lo, hi in zip(cuts, cuts[1:]):
+        phase = "zoom-in" if lo < ZOOM_STEPS else "driving"
+        outs = {}
+        for k in range(len(names)):
+            name = names[(turn + k) % len(names)]
+            outs[name], w, c = timed(play, envs[name], actions[lo:hi])
+            clocks[name].add(phase, w, c, (hi - lo) * per_step)
+        turn += 1
+        if same_steps(outs):
+            break
+    return turn
+
+
 def single(args, envpool, quiet: bool = False) -> dict:
     """Stock, fast and EnvPool with 1 env each; prints the table (unless ``quiet``) and returns the clocks."""
     envs = make_envs(envpool, args.seed)
@@ -172,25 +200,13 @@ def single(args, envpool, quiet: bool = False) -> dict:
         seed = args.seed + episode
         policy = BrownianPolicy(envs["stock"].action_space, np.random.default_rng(seed))
         actions = [policy.act() for _ in range(args.steps)]
-        obs = {}
-        for k in range(len(names)):
-            name = names[(episode + k) % len(names)]
-            (obs[name], _), w, c = timed(envs[name].reset, seed=seed)
-            clocks[name].add("reset", w, c, 1)
-        assert np.array_equal(obs["stock"], obs["fast"]), f"episode {episode}: reset frames differ"
-        cuts = sorted({*range(0, args.steps, args.block), min(ZOOM_STEPS, args.steps), args.steps})
-        for lo, hi in zip(cuts, cuts[1:]):
-            phase = "zoom-in" if lo < ZOOM_STEPS else "driving"
-            outs = {}
-            for k in range(len(names)):
-                name = names[(turn + k) % len(names)]
-                outs[name], w, c = timed(play, envs[name], actions[lo:hi])
-                clocks[name].add(phase, w, c, hi - lo)
-            turn += 1
+
+        def same_steps(outs: dict, episode: int = episode) -> bool:
             for a, b in zip(outs["stock"], outs["fast"]):
                 assert np.array_equal(a[0], b[0]) and a[1:] == b[1:], f"episode {episode}: frames differ"
-            if any(out[2] or out[3] for out in outs["stock"]):
-                break
+            return any(out[2] or out[3] for out in outs["stock"])  # the episode ended in this block
+
+        turn = race(envs, clocks, actions, args, seed, episode, turn, 1, ("stock", "fast"), same_steps)
 
     if not quiet:
         print(f"CarRacing-v3 steps/s, {args.episodes} episode(s) × ≤{args.steps} steps, turns of {args.block} steps,"
@@ -213,23 +229,13 @@ def vector(args, envpool, quiet: bool = False) -> dict:
         seed = args.seed + episode * n
         policies = [BrownianPolicy(envs["vector"].single_action_space, np.random.default_rng(seed + i)) for i in range(n)]
         actions = np.array([[policy.act() for policy in policies] for _ in range(args.steps)])
-        obs = {}
-        for k in range(len(names)):
-            name = names[(episode + k) % len(names)]
-            (obs[name], _), w, c = timed(envs[name].reset, seed=seed)
-            clocks[name].add("reset", w, c, 1)
-        assert np.array_equal(obs["vector"], obs["sync"]), f"episode {episode}: reset frames differ"
-        cuts = sorted({*range(0, args.steps, args.block), min(ZOOM_STEPS, args.steps), args.steps})
-        for lo, hi in zip(cuts, cuts[1:]):
-            phase = "zoom-in" if lo < ZOOM_STEPS else "driving"
-            outs = {}
-            for k in range(len(names)):
-                name = names[(turn + k) % len(names)]
-                outs[name], w, c = timed(play, envs[name], actions[lo:hi])
-                clocks[name].add(phase, w, c, (hi - lo) * n)
-            turn += 1
+
+        def same_steps(outs: dict, episode: int = episode) -> bool:
             for a, b in zip(outs["vector"], outs["sync"]):
                 assert all(np.array_equal(x, y) for x, y in zip(a[:4], b[:4])), f"episode {episode}: steps differ"
+            return False  # the batch autoresets: it plays all the steps
+
+        turn = race(envs, clocks, actions, args, seed, episode, turn, n, ("vector", "sync"), same_steps)
 
     if not quiet:
         print(f"\nCarRacing-v3 env-steps/s, {n} envs in one batch, {args.episodes} episode(s) × {args.steps} steps,"
