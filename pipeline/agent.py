@@ -13,7 +13,10 @@ import numpy as np
 import torch
 
 import envs
+from envs.base import EnvSource
+from envs.carracing import CarRacing
 from envs.lockstep import Lockstep
+from envs.shapeherd import ShapeHerd
 from models.controller import batched, num_params
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, sample_z, to_input
@@ -68,6 +71,24 @@ class WorldModel:
         return num_params(self.controller_in, self.controller_out)
 
 
+# Sources whose ``controller_action`` computes each action component from C's outputs by elementwise numpy
+# operations only, indexing the outputs by component: given the outputs transposed, (A, N), it maps all N
+# rows in one call, value for value.
+_COLUMNWISE = (CarRacing.controller_action, ShapeHerd.controller_action)
+
+
+def controller_actions(source: envs.EnvSource, out: np.ndarray) -> np.ndarray | list:
+    """C's outputs for N episodes (N, A) → their N env actions, each exactly ``source.controller_action`` of its
+    row: one vectorised call for CarRacing and ShapeHerd ((N, A) float32) and discrete sources' argmax (a list
+    of ints), one call per row otherwise."""
+    mapping = type(source).controller_action
+    if mapping in _COLUMNWISE:
+        return np.ascontiguousarray(source.controller_action(out.T).T)
+    if source.discrete and mapping is EnvSource.controller_action:
+        return out.argmax(axis=1).tolist()
+    return [source.controller_action(o) for o in out]
+
+
 class Player:
     """Plays batches of real episodes side by side (``envs.lockstep``: CarRacing's cars as one vector env); keeps
     its envs between calls."""
@@ -108,7 +129,7 @@ class Player:
             eps = torch.from_numpy(np.stack([g.standard_normal(mu.shape[1], dtype=np.float32) for g in noise]))
             z = sample_z(mu, logvar, eps)
             out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)
-            actions = [w.source.controller_action(o) for o in out.numpy()]
+            actions = controller_actions(w.source, out.numpy())
             running = np.flatnonzero(alive)
             results = self.lockstep.step(running, [actions[i] for i in running])
             for i, (ob, reward, terminated, truncated) in zip(running, results):

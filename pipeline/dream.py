@@ -24,13 +24,10 @@ import numpy as np
 import torch
 
 import envs
-from envs.base import EnvSource
-from envs.carracing import CarRacing
-from envs.shapeherd import ShapeHerd
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, sample
 from models.vae import ConvVAE, sample_z, to_frames, to_input
-from pipeline.agent import WorldModel
+from pipeline.agent import WorldModel, controller_actions
 from pipeline.errors import UsageError
 from pipeline.seeding import batch_seed
 
@@ -193,24 +190,6 @@ def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, act
 
 
 # -- actors ----------------------------------------------------------------------------------------
-# Sources whose ``controller_action`` computes each action component from C's outputs by elementwise numpy
-# operations only, indexing the outputs by component: given the outputs transposed, (A, N), it maps all N
-# rows in one call, value for value.
-_COLUMNWISE = (CarRacing.controller_action, ShapeHerd.controller_action)
-
-
-def controller_actions(source: envs.EnvSource, out: np.ndarray) -> np.ndarray | list:
-    """C's outputs for N episodes (N, A) → their N env actions, each exactly ``source.controller_action`` of its
-    row: one vectorised call for CarRacing and ShapeHerd ((N, A) float32) and discrete sources' argmax (a list
-    of ints), one call per row otherwise."""
-    mapping = type(source).controller_action
-    if mapping in _COLUMNWISE:
-        return np.ascontiguousarray(source.controller_action(out.T).T)
-    if source.discrete and mapping is EnvSource.controller_action:
-        return out.argmax(axis=1).tolist()
-    return [source.controller_action(o) for o in out]
-
-
 def controller_actor(world: WorldModel, params: torch.Tensor) -> Actor:
     """C with one parameter row per episode, params (N, P) on the dream's device."""
 

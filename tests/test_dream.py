@@ -21,13 +21,12 @@ from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, components
 from models.vae import ConvVAE, VAEConfig, sample_z, to_input
 from pipeline import play, report
-from pipeline.agent import WorldModel
+from pipeline.agent import WorldModel, controller_actions
 from pipeline.dream import (
     DreamPlayer,
     StartFrames,
     Starts,
     begin,
-    controller_actions,
     controller_actor,
     dream,
     expected_z,
