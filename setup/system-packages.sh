@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The Debian/Ubuntu packages the project needs besides Python >= 3.11, in one list that the README's set-up and
+# CI's .ci/run both use:
+#   make, python3-venv    the two commands (make creates .venv with Python's venv module)
+#   libegl1 libegl-mesa0 libgl1-mesa-dri
+#                         EGL, so MuJoCo (DeepMind Control) renders headless on a CPU (MUJOCO_GL=egl)
+#   chromium              the headless browser the report test opens report.html in
+# Run as root (or through sudo). Safe to run again.
+set -euo pipefail
+PACKAGES=(make python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri chromium)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+echo "system packages installed: ${PACKAGES[*]}"
