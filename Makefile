@@ -65,7 +65,7 @@ dream-demo: demo
 	$(PY) 04_train_controller.py $(DEMO) --run $(DREAM_RUN) --evaluate 16
 	$(PY) 05_dream.py $(DEMO) --run $(DREAM_RUN)
 
-# The CarRacing driver recipe from nothing (about 2.5 h on a 2-core CPU): collect, V, M, C in the real env, then
+# The CarRacing driver recipe from nothing (about 2 h on an idle 2-core CPU): collect, V, M, C in the real env, then
 # the score over 100 fresh episodes (seeds no choice was made on), the dreams and the report.
 # The CarRacing driver (docs/driver.md): C evolves 65 generations on 2 episodes a candidate, then 20 more on 4;
 # the scored CMA means are scored again on 32 fresh selection episodes and the best is kept, then scored on 100.
