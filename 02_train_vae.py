@@ -2,10 +2,10 @@
 
     python 02_train_vae.py --env carracing --epochs 1 --batch 100
 
-What it does and writes: pipeline/stages/vae.py; every flag: --help.
+What it does and writes: pipeline/stages/stage02_vae.py; every flag: --help.
 """
-from pipeline.cli import run_main
-from pipeline.stages import vae
+from pipeline.contract.cli import run_main
+from pipeline.stages import stage02_vae
 
 if __name__ == "__main__":
-    run_main(lambda: vae.run(vae.parse_args()))
+    run_main(lambda: stage02_vae.run(stage02_vae.parse_args()))

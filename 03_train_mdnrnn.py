@@ -2,10 +2,10 @@
 
     python 03_train_mdnrnn.py --env carracing --core lstm --epochs 20 --seq-len 999
 
-What it does and writes: pipeline/stages/mdnrnn.py; every flag: --help.
+What it does and writes: pipeline/stages/stage03_mdnrnn.py; every flag: --help.
 """
-from pipeline.cli import run_main
-from pipeline.stages import mdnrnn
+from pipeline.contract.cli import run_main
+from pipeline.stages import stage03_mdnrnn
 
 if __name__ == "__main__":
-    run_main(lambda: mdnrnn.run(mdnrnn.parse_args()))
+    run_main(lambda: stage03_mdnrnn.run(stage03_mdnrnn.parse_args()))

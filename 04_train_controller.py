@@ -4,10 +4,10 @@
     python 04_train_controller.py --env carracing --in dream --temperature 1.15 --real-every 25
     python 04_train_controller.py --env carracing --evaluate 100      # mean ± std over 100 fresh episodes
 
-What it does and writes: pipeline/stages/controller.py; every flag: --help.
+What it does and writes: pipeline/stages/stage04_controller.py; every flag: --help.
 """
-from pipeline.cli import run_main
-from pipeline.stages import controller
+from pipeline.contract.cli import run_main
+from pipeline.stages import stage04_controller
 
 if __name__ == "__main__":
-    run_main(lambda: controller.run(controller.parse_args()))
+    run_main(lambda: stage04_controller.run(stage04_controller.parse_args()))

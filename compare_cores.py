@@ -2,10 +2,10 @@
 
     python compare_cores.py --env carracing --cores lstm,attention,vsg,svsg --epochs 20
 
-What it does and writes: pipeline/stages/compare_cores.py; every flag: --help.
+What it does and writes: pipeline/stages/cores_comparison.py; every flag: --help.
 """
-from pipeline.cli import run_main
-from pipeline.stages import compare_cores
+from pipeline.contract.cli import run_main
+from pipeline.stages import cores_comparison
 
 if __name__ == "__main__":
-    run_main(lambda: compare_cores.run(compare_cores.parse_args()))
+    run_main(lambda: cores_comparison.run(cores_comparison.parse_args()))

@@ -2,10 +2,10 @@
 
     python compare_joint.py --env carracing --run results/carracing --epochs 20 --seq-len 100 --batch 16
 
-What it does and writes: pipeline/stages/compare_joint.py; every flag: --help.
+What it does and writes: pipeline/stages/joint_comparison.py; every flag: --help.
 """
-from pipeline.cli import run_main
-from pipeline.stages import compare_joint
+from pipeline.contract.cli import run_main
+from pipeline.stages import joint_comparison
 
 if __name__ == "__main__":
-    run_main(lambda: compare_joint.run(compare_joint.parse_args()))
+    run_main(lambda: joint_comparison.run(joint_comparison.parse_args()))

@@ -2,7 +2,7 @@
 
     python export_minari.py --data data/demo-carracing --dataset world-models/carracing/demo-v0
 """
-from pipeline.cli import run_main
+from pipeline.contract.cli import run_main
 from pipeline.minari_io import main
 
 if __name__ == "__main__":

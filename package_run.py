@@ -2,7 +2,7 @@
 
     python package_run.py --run results/driver-carracing --to pretrained/carracing
 """
-from pipeline.cli import run_main
+from pipeline.contract.cli import run_main
 from pipeline.package import main
 
 if __name__ == "__main__":

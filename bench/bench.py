@@ -52,11 +52,12 @@ from envs.policies import BrownianPolicy  # noqa: E402
 from models import MDNRNN, ConvVAE, MDNRNNConfig  # noqa: E402
 from models.controller import num_params  # noqa: E402
 from models.mdnrnn import MDNOutput, mixture_nll  # noqa: E402
-from pipeline.agent import Player, WorldModel  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
-from pipeline.dream import DreamPlayer  # noqa: E402
-from pipeline.errors import UsageError  # noqa: E402
+from pipeline.contract.errors import UsageError  # noqa: E402
+from pipeline.dream_env import DreamEvaluator  # noqa: E402
+from pipeline.real_eval import RealEvaluator  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
+from pipeline.world_model import WorldModel  # noqa: E402
 
 
 def synthetic_latents(n: int, steps: int, rng: np.random.Generator) -> list[latent_data.LatentEpisode]:
@@ -139,7 +140,7 @@ def bench_dream(pop: int, trials: int, steps: int, device: str, threads: int = 1
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "latents.h5"
         latent_data.write(path, iter(synthetic_latents(4, steps, rng)), {"z_dim": 32})
-        player = DreamPlayer(world, path, steps, 1.15, torch.device(device), threads=threads)
+        player = DreamEvaluator(world, path, steps, 1.15, torch.device(device), threads=threads)
         params = rng.normal(0, 0.1, (pop, world.num_params))
         player.fitness(params[:1], [0])  # warm-up
         start = time.perf_counter()
@@ -178,7 +179,7 @@ def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: i
     seeds = list(range(seeds_from, seeds_from + batch))
     if models:
         world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
-        player = Player(world, steps)
+        player = RealEvaluator(world, steps)
         params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
         player.play(params[:1], [seeds_from + batch])  # warm-up, and the envs made
         start = time.perf_counter()
@@ -213,7 +214,7 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
     """One CMA-ES generation's evaluation (pop × trials FastCarRacing episodes, untrained V and M) with the local
     process pool and with Ray actors: (local env-steps/s, Ray env-steps/s, same fitness values). Worker start-up
     (loading V and M) is left out of both: each backend plays one generation to warm up first."""
-    from pipeline import checkpoint
+    from pipeline.contract import checkpoint
     from pipeline.evolution import Evaluator
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,10 +40,11 @@ from data import latents as latent_data  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo, read_episode  # noqa: E402
 from models import MDNRNN, ConvVAE, mdnrnn  # noqa: E402
 from models.controller import num_params  # noqa: E402
-from pipeline import dream  # noqa: E402
-from pipeline.agent import Player, WorldModel  # noqa: E402
+from pipeline import dream_env  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
+from pipeline.real_eval import RealEvaluator  # noqa: E402
 from pipeline.training import mdn_step  # noqa: E402
+from pipeline.world_model import WorldModel  # noqa: E402
 
 
 class Timers:
@@ -71,11 +72,11 @@ class Timers:
 
 
 def evaluation_parts(batch: int = 12, steps: int = 300) -> dict[str, float]:
-    """Milliseconds per env step of each part of Player.play (see 1. above)."""
+    """Milliseconds per env step of each part of RealEvaluator.play (see 1. above)."""
     torch.set_num_threads(1)
     source = envs.get("carracing")
     world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
-    player = Player(world, steps)
+    player = RealEvaluator(world, steps)
     params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
     player.play(params[:1], [batch])  # warm-up
     timers = Timers()
@@ -174,15 +175,15 @@ def dream_parts(pop: int = 64, trials: int = 16, steps: int = 100) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "latents.h5"
         latent_data.write(path, iter(synthetic_latents(4, steps, rng)), {"z_dim": 32})
-        player = dream.DreamPlayer(world, path, steps, 1.15, torch.device("cpu"))
+        player = dream_env.DreamEvaluator(world, path, steps, 1.15, torch.device("cpu"))
         params = rng.normal(0, 0.1, (pop, world.num_params))
         player.fitness(params[:1], [0])  # warm-up
         timers = Timers()
         timers.wrap(player.m.core, "step", "M's LSTM step")
         timers.wrap(player.m.head, "forward", "M's mixture head")
         timers.wrap(mdnrnn, "components", "component draw")
-        timers.wrap(dream, "batched", "C's batched product")
-        timers.wrap(dream, "controller_actions", "C's action mapping")
+        timers.wrap(dream_env, "batched", "C's batched product")
+        timers.wrap(dream_env, "controller_actions", "C's action mapping")
         start = time.perf_counter()
         _, n = player.fitness(params, list(range(trials)))
         total = time.perf_counter() - start

@@ -6,14 +6,13 @@ numbered, so training can record which ones it has finished and a resumed epoch 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data.store import FRAME_SHAPE, EpisodeRef, read_observations
-from pipeline.progress import bar as progress_bar
 
 
 def split(refs: list[EpisodeRef], val_fraction: float) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
@@ -39,11 +38,10 @@ def frames_bytes(refs: list[EpisodeRef]) -> int:
     return sum((r.length + 1) * int(np.prod(FRAME_SHAPE)) for r in refs)
 
 
-def load_frames(refs: list[EpisodeRef], device: torch.device) -> dict[int, torch.Tensor]:
+def load_frames(refs: Iterable[EpisodeRef], device: torch.device) -> dict[int, torch.Tensor]:
     """Every episode's frames, decoded once, as uint8 tensors on ``device`` (GPU memory on CUDA): epochs then
-    read no HDF5 and, on a GPU, copy nothing from the host."""
-    return {r.id: torch.from_numpy(read_observations(r)).to(device)
-            for r in progress_bar(refs, desc="frames into memory", unit="ep")}
+    read no HDF5 and, on a GPU, copy nothing from the host. ``refs`` may be wrapped in a progress bar."""
+    return {r.id: torch.from_numpy(read_observations(r)).to(device) for r in refs}
 
 
 class FrameBlocks(IterableDataset):

@@ -79,28 +79,35 @@ def windows(episodes: list[LatentEpisode], seq_len: int, rng: np.random.Generato
     return out
 
 
-def batch(episodes: list[LatentEpisode], picks: list[tuple[int, int]], seq_len: int,
-          rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """Padded tensors for the windows ``picks``, with z re-sampled from N(mu, sigma) for this batch:
-    z (B, L, Z) input, z_next (B, L, Z) target, actions (B, L, A), rewards, dones, mask (B, L)."""
-    b = len(picks)
-    z_dim, a_dim = episodes[0].mu.shape[1], episodes[0].actions.shape[1]
-    mu = np.zeros((b, seq_len + 1, z_dim), np.float32)
-    logvar = np.zeros_like(mu)
+def pad_windows(episodes: list, picks: list[tuple[int, int]], seq_len: int,
+                states: dict[str, type]) -> dict[str, np.ndarray]:
+    """The windows ``picks`` of ``episodes`` zero-padded to ``seq_len``, as numpy arrays: each per-state array the
+    episodes hold under a name in ``states`` (T+1 entries: V's mu and logvar, or frames) as (B, L+1, ...) of the
+    given dtype; actions (B, L, A), rewards, dones and mask (B, L) float32. An episode needs ``length``,
+    ``actions``, ``rewards`` and ``terminations``: ``LatentEpisode`` and joint training's frame episodes alike."""
+    b, a_dim = len(picks), episodes[0].actions.shape[1]
+    out = {name: np.zeros((b, seq_len + 1, *getattr(episodes[0], name).shape[1:]), dtype)
+           for name, dtype in states.items()}
     actions = np.zeros((b, seq_len, a_dim), np.float32)
-    rewards = np.zeros((b, seq_len), np.float32)
-    dones = np.zeros((b, seq_len), np.float32)
-    mask = np.zeros((b, seq_len), np.float32)
+    rewards, dones, mask = (np.zeros((b, seq_len), np.float32) for _ in range(3))
     for j, (i, s) in enumerate(picks):
         ep = episodes[i]
         n = min(seq_len, ep.length - s)
-        mu[j, : n + 1] = ep.mu[s: s + n + 1]
-        logvar[j, : n + 1] = ep.logvar[s: s + n + 1]
+        for name, array in out.items():
+            array[j, : n + 1] = getattr(ep, name)[s: s + n + 1]
         actions[j, :n] = ep.actions[s: s + n]
         rewards[j, :n] = ep.rewards[s: s + n]
         dones[j, :n] = ep.terminations[s: s + n]
         mask[j, :n] = 1
+    return {**out, "actions": actions, "rewards": rewards, "dones": dones, "mask": mask}
+
+
+def batch(episodes: list[LatentEpisode], picks: list[tuple[int, int]], seq_len: int,
+          rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Padded tensors for the windows ``picks``, with z re-sampled from N(mu, sigma) for this batch:
+    z (B, L, Z) input, z_next (B, L, Z) target, actions (B, L, A), rewards, dones, mask (B, L)."""
+    padded = pad_windows(episodes, picks, seq_len, {"mu": np.float32, "logvar": np.float32})
+    mu, logvar = padded.pop("mu"), padded.pop("logvar")
     z = sample_z(mu, logvar, rng.standard_normal(mu.shape, dtype=np.float32))
     t = torch.from_numpy
-    return {"z": t(z[:, :-1]), "z_next": t(z[:, 1:]), "actions": t(actions), "rewards": t(rewards),
-            "dones": t(dones), "mask": t(mask)}
+    return {"z": t(z[:, :-1]), "z_next": t(z[:, 1:]), **{k: t(v) for k, v in padded.items()}}

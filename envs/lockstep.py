@@ -1,6 +1,6 @@
 """Several episodes of one source played side by side by one process, each stepped only while it runs.
 
-Stage 04's ``Player`` plays its episodes this way, V, M and C acting for all of them in one batched call per
+Stage 04's ``RealEvaluator`` plays its episodes this way, V, M and C acting for all of them in one batched call per
 step. (Stage 01's workers play one episode at a time: with no batched model call to share, a single env is
 fastest; ``bench/bench.py`` measures both.) Where the source has a vector env
 (``EnvSource.make_vector``; CarRacing's is ``FastCarRacingVector``, whose cars render through one shared set of

@@ -13,10 +13,10 @@ import numpy as np
 
 import envs
 from data.store import Episode, RolloutStore, ShardInfo
-from pipeline import pool
-from pipeline.errors import UsageError
-from pipeline.progress import bar as progress_bar
-from pipeline.seeding import episode_seed
+from pipeline.compute import pool
+from pipeline.contract.errors import UsageError
+from pipeline.contract.seeding import episode_seed
+from pipeline.reporting.progress import bar as progress_bar
 
 
 def play_episode(source: envs.EnvSource, env, episode_id: int, seed: int, policy_kind: str) -> Episode:
@@ -70,7 +70,7 @@ def shard_info(job: CollectJob, source: envs.EnvSource) -> ShardInfo:
 
 
 class Collector:
-    """A worker of the pool (``pipeline.pool``): one env, kept between episodes (retro allows one emulator per
+    """A worker of the pool (``pipeline.compute.pool``): one env, kept between episodes (retro allows one emulator per
     process), playing episode ids of ``job``; the stage's process alone writes the dataset."""
 
     def __init__(self, job: CollectJob):

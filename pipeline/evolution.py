@@ -1,4 +1,4 @@
-"""CMA-ES over controller parameters, with candidates evaluated by a worker pool (``pipeline.pool``).
+"""CMA-ES over controller parameters, with candidates evaluated by a worker pool (``pipeline.compute.pool``).
 
 A task is one candidate with all its trials (the same episode seeds for every candidate of a
 generation), played in lockstep by one worker. Workers are started once and load V and M once (and
@@ -17,16 +17,17 @@ import numpy as np
 import torch
 
 from data.atomic import write_bytes
-from pipeline import pool
-from pipeline.agent import Player, WorldModel
-from pipeline.errors import UsageError
-from pipeline.seeding import cma_normal
+from pipeline.compute import pool
+from pipeline.contract.errors import UsageError
+from pipeline.contract.seeding import cma_normal
+from pipeline.real_eval import RealEvaluator
+from pipeline.world_model import WorldModel
 
 WORLD_FILES = ("vae.pt", "mdnrnn.pt")
 
 
-class PlayerWorker:
-    """A worker of the pool: a Player on V and M received as checkpoint bytes, so a worker on another machine
+class EvaluatorWorker:
+    """A worker of the pool: a RealEvaluator on V and M received as checkpoint bytes, so a worker on another machine
     (a Ray actor) needs no shared file system."""
 
     def __init__(self, files: dict[str, bytes], env: str, state: str | None, max_steps: int):
@@ -34,10 +35,10 @@ class PlayerWorker:
         with tempfile.TemporaryDirectory() as tmp:
             for name, blob in files.items():
                 Path(tmp, name).write_bytes(blob)
-            self.player = Player(WorldModel.load(Path(tmp), env, state), max_steps)
+            self.evaluator = RealEvaluator(WorldModel.load(Path(tmp), env, state), max_steps)
 
     def play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
-        return self.player.play(params, seeds, patience)
+        return self.evaluator.play(params, seeds, patience)
 
 
 class Scoring:
@@ -48,7 +49,7 @@ class Scoring:
         raise NotImplementedError
 
     def fitness(self, candidates: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
-        """Mean return of each candidate (K, P) over the same episode seeds (``patience``: see ``Player.play``)."""
+        """Mean return of each candidate (K, P) over the same episode seeds (``patience``: see ``RealEvaluator.play``)."""
         tasks = [(np.repeat(c[None], len(seeds), axis=0), seeds, patience) for c in candidates]
         returns, steps = self.run(tasks)
         return np.array([r.mean() for r in returns]), steps
@@ -62,14 +63,14 @@ class Scoring:
 
 
 class Evaluator(Scoring):
-    """Plays (params (N, P), seeds (N,)[, patience]) tasks on a pool of ``PlayerWorker``: in this process for one
+    """Plays (params (N, P), seeds (N,)[, patience]) tasks on a pool of ``EvaluatorWorker``: in this process for one
     worker, else in local processes or on Ray actors (``backend``); a worker that dies or hangs is replaced and
     its task played again, with the same outcome."""
 
     def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int,
                  task_timeout: float = 600.0, backend: str = "local", address: str | None = None, retries: int = 3):
         files = {name: (run / name).read_bytes() for name in WORLD_FILES}
-        self.pool = pool.make(backend, PlayerWorker, (files, env, state, max_steps), workers, task_timeout,
+        self.pool = pool.make(backend, EvaluatorWorker, (files, env, state, max_steps), workers, task_timeout,
                               "evaluation", address, retries)
 
     def run(self, tasks: list[tuple]) -> tuple[list[np.ndarray], int]:

@@ -28,10 +28,11 @@ from data.store import read_episode
 from models.inverse import InverseConfig, InverseModel
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, sample_z, to_input
-from pipeline import checkpoint, plots
-from pipeline.errors import RunFailed, UsageError
-from pipeline.metrics import CsvLog
-from pipeline.progress import bar, write
+from pipeline.contract import checkpoint
+from pipeline.contract.errors import RunFailed, UsageError
+from pipeline.reporting import plots
+from pipeline.reporting.metrics import CsvLog
+from pipeline.reporting.progress import bar, write
 from pipeline.training import Averages, check_finite, check_weights, epoch_plan, mdn_terms
 
 PARTS = ("vae", "mdn", "inverse")  # in the order the recipe prefers their reductions
@@ -150,20 +151,8 @@ class FrameEpisode:
 def frame_batch(episodes: list[FrameEpisode], picks: list[tuple[int, int]], seq_len: int) -> dict[str, torch.Tensor]:
     """The windows ``picks`` (``data.latents.windows``) padded to ``seq_len``: frames (B, L+1, 64, 64, 3),
     actions (B, L, A), rewards, dones and mask (B, L)."""
-    b, a_dim = len(picks), episodes[0].actions.shape[1]
-    frames = np.zeros((b, seq_len + 1, *episodes[0].frames.shape[1:]), np.uint8)
-    actions = np.zeros((b, seq_len, a_dim), np.float32)
-    rewards, dones, mask = (np.zeros((b, seq_len), np.float32) for _ in range(3))
-    for j, (i, s) in enumerate(picks):
-        ep = episodes[i]
-        n = min(seq_len, ep.length - s)
-        frames[j, : n + 1] = ep.frames[s: s + n + 1]
-        actions[j, :n] = ep.actions[s: s + n]
-        rewards[j, :n] = ep.rewards[s: s + n]
-        dones[j, :n] = ep.terminations[s: s + n]
-        mask[j, :n] = 1
-    t = torch.from_numpy
-    return {"frames": t(frames), "actions": t(actions), "rewards": t(rewards), "dones": t(dones), "mask": t(mask)}
+    padded = latent_data.pad_windows(episodes, picks, seq_len, {"frames": np.uint8})
+    return {k: torch.from_numpy(v) for k, v in padded.items()}
 
 
 def joint_terms(vae: ConvVAE, m: MDNRNN, inverse: InverseModel, b: dict, weights: dict, device: torch.device,

@@ -23,7 +23,7 @@ import numpy as np
 import envs
 from data.store import Episode, RolloutStore, ShardInfo
 from envs.base import EnvSource
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 SCHEME = "minari:"
 FRAME_SHAPE = (64, 64, 3)
@@ -102,7 +102,7 @@ def frames(observations: np.ndarray, source: EnvSource) -> np.ndarray:
 
 def materialise(spec: str, run: Path, source: EnvSource, env: str, shard_size: int = 100) -> Path:
     """The data folder (``<run>/minari-data``) holding the dataset ``spec`` names, built or completed now."""
-    from pipeline.progress import bar
+    from pipeline.reporting.progress import bar
 
     dataset = load(spec)
     check(dataset, spec, source, env)

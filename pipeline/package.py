@@ -17,9 +17,9 @@ from pathlib import Path
 
 import h5py
 
-from pipeline import checkpoint
-from pipeline.errors import UsageError
-from pipeline.runconfig import atomic_write_text, latents_path, load_config
+from pipeline.contract import checkpoint
+from pipeline.contract.errors import UsageError
+from pipeline.contract.runconfig import atomic_write_text, latents_path, load_config
 
 WEIGHTS = (("vae.pt", "02_train_vae.py"), ("mdnrnn.pt", "03_train_mdnrnn.py"), ("controller.pt", "04_train_controller.py"))
 FILES = ("controller_eval.json", "controller_reselect.json", "report.html")

@@ -6,7 +6,7 @@ C sees it. Each observation is C's usual input [z, h]: V's sample of the frame's
 reading the previous z and action; each action is a point of [-1, 1]^A mapped by the source as C's outputs
 are (CarRacing: steering, gas, brake), or one of a discrete action set.
 
-Episodes of env ``i`` play from the TRIALS seeds of index ``i`` (``pipeline.seeding``); the policy kept is
+Episodes of env ``i`` play from the TRIALS seeds of index ``i`` (``pipeline.contract.seeding``); the policy kept is
 scored every ``--eval-every`` iterations on SELECTION seeds, and ``--evaluate N`` scores it on the same
 EVALUATE seeds as a CMA-ES controller, so the two are compared on the same episodes.
 
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from models.vae import sample_z, to_input
-from pipeline import metrics
-from pipeline.agent import WorldModel
-from pipeline.errors import UsageError
-from pipeline.seeding import Purpose, episode_seeds
+from pipeline.contract.errors import UsageError
+from pipeline.contract.seeding import Purpose, episode_seeds
+from pipeline.reporting import metrics
+from pipeline.world_model import WorldModel
 
 CHECKPOINT, BEST = "ppo.zip", "ppo_best.zip"
 
@@ -58,7 +58,7 @@ class FeatureEnv(gym.Env):
 
     @torch.no_grad()
     def _see(self, obs) -> np.ndarray:
-        """A new frame: V's sampled z (noise from the episode's own generator, as ``Player`` draws it), and the
+        """A new frame: V's sampled z (noise from the episode's own generator, as ``RealEvaluator`` draws it), and the
         observation [z, h]."""
         frame = torch.from_numpy(np.array(self.world.source.preprocess(obs)[None]))
         mu, logvar = self.world.vae.encode(to_input(frame))
@@ -177,7 +177,7 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
 
 
 def actor(model, source):
-    """A PPO policy as one of ``pipeline.dream``'s actors: it reads [z, h] and acts for every episode of a batch,
+    """A PPO policy as one of ``pipeline.dream_env``'s actors: it reads [z, h] and acts for every episode of a batch,
     deterministically, through the source's own mapping (as ``FeatureEnv`` does)."""
 
     def act(t: int, z: torch.Tensor, features: torch.Tensor) -> list:

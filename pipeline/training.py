@@ -11,9 +11,9 @@ from torch import nn
 from data import latents as latent_data
 from models import mdnrnn as mdn
 from models.vae import ConvVAE, to_input
-from pipeline import checkpoint
-from pipeline.device import autocast
-from pipeline.errors import RunFailed
+from pipeline.compute.device import autocast
+from pipeline.contract import checkpoint
+from pipeline.contract.errors import RunFailed
 
 
 class Averages:

@@ -1,14 +1,19 @@
-"""Shared helpers: run the real stage scripts as subprocesses, and one tiny pipeline run per session."""
+"""Shared helpers: run the real stage scripts as subprocesses, one tiny pipeline run per session, and copies of it."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +59,46 @@ def tiny_run(tmp_path_factory) -> dict:
                                 "--evaluate", "3")
     return out
 
+
+
+def copy_run(tiny_run, dest: Path, drop: tuple[str, ...] = ()) -> list:
+    """A copy of the tiny run's folder, without ``drop`` (glob patterns), for a test that writes into its run: the
+    shared ``tiny_run`` stays as the stages left it, whatever order the tests run in. V (52 MB, only read) is
+    linked, not copied. The paths its config.json recorded inside the run folder are moved to the copy, as if the
+    stages had run there. Returns the --data/--run flags (the rollouts are only read)."""
+    source = tiny_run["run"]
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("vae.pt", *drop))
+    (dest / "vae.pt").symlink_to(source / "vae.pt")
+    config = json.loads((dest / "config.json").read_text())
+    for settings in config.values():
+        for name, value in settings.items():
+            if isinstance(value, str) and (value == str(source) or value.startswith(f"{source}/")):
+                settings[name] = str(dest) + value[len(str(source)):]
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    return ["--data", tiny_run["data"], "--run", dest]
+
+
+def rows(path: Path) -> list[dict]:
+    """The rows of a metrics CSV; none while the file does not exist yet."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# Stage 04 at test scale, and the files it writes (dropped from a copied run to evolve C afresh).
+CONTROLLER = ["--pop", "4", "--trials", "2", "--generations", "5", "--steps", "30", "--eval-every", "2",
+              "--eval-episodes", "2", "--seed", "1"]
+NOT_04 = ("es_state.pkl", "controller*")
+TRAJECTORY = ("generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "env_steps")
+EPISODE_FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")  # an episode's arrays on disk
+
+
+def trajectory(run: Path) -> tuple[list, dict]:
+    """Every logged fitness value and the final ES state (CMA mean, sigma, generation)."""
+    state = pickle.loads((run / "es_state.pkl").read_bytes())
+    return ([[r[k] for k in TRAJECTORY] for r in rows(run / "metrics" / "controller.csv")],
+            {"generation": state.generation, "sigma": state.es.sigma, "mean": np.asarray(state.es.mean).tolist()})
 
 class Started:
     """A stage running in its own process group (its workers with it); stdout and stderr go to files in

@@ -170,7 +170,7 @@ def test_mismatched_checkpoint_settings(copied):
 def test_checkpoints_that_do_not_fit_together_or_the_env(tiny_run, tmp_path):
     """M trained on another V's z size, or on another env's actions: refused before anything runs."""
     from models.vae import ConvVAE, VAEConfig
-    from pipeline import checkpoint
+    from pipeline.contract import checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run["run"], run, ignore=shutil.ignore_patterns("vae.pt"))
@@ -192,7 +192,8 @@ def test_checkpoints_that_do_not_fit_together_or_the_env(tiny_run, tmp_path):
 
 
 # -- numbers: every numeric flag has a range ---------------------------------------------------------------
-@pytest.mark.parametrize("stage", ["collect", "vae", "mdnrnn", "controller", "dream", "compare_cores"])
+@pytest.mark.parametrize("stage", ["stage01_collect", "stage02_vae", "stage03_mdnrnn", "stage04_controller",
+                                   "stage05_dream", "cores_comparison"])
 def test_every_numeric_flag_has_a_range_and_a_value_past_it_is_one_line(stage, capsys):
     """Not a sample: every flag of every stage whose value is a number."""
     from importlib import import_module
@@ -214,9 +215,8 @@ def test_every_numeric_flag_has_a_range_and_a_value_past_it_is_one_line(stage, c
 def test_the_largest_seed_works_in_every_library(tiny_run, tmp_path):
     """--seed 2**31 - 2 through HDF5 and numpy (01), torch (03), CMA-ES's RandomState(seed + 1) (04), torch's
     generators and the env's reset (05)."""
-    from test_faults import NOT_04, copy_run
-
-    from pipeline.cli import SEED_MAX
+    from conftest import NOT_04, copy_run
+    from pipeline.contract.cli import SEED_MAX
 
     seed = str(SEED_MAX)
     run_stage("01_collect.py", "--data", tmp_path / "data", "--run", tmp_path / "r01", "--episodes", "1",
@@ -325,7 +325,7 @@ def test_a_folder_that_cannot_be_written_is_refused_before_any_work(unwritable, 
                                                ("04_train_controller.py", "controller.csv", TINY["controller"])])
 def test_a_malformed_metrics_row_is_one_line_and_nothing_is_rewritten(tiny_run, tmp_path, script, name, flags, damage):
     """The row a resumed run would keep building on: text where a number belongs, or one value too many."""
-    from test_faults import copy_run
+    from conftest import copy_run
 
     run = tmp_path / "run"
     folders = copy_run(tiny_run, run)
@@ -349,7 +349,7 @@ def test_an_unknown_collection_policy_in_config_json_is_one_line(tiny_run, tmp_p
     """Without a controller, 05's dreams are driven by the policy the data was collected with, as config.json says."""
     import json
 
-    from test_faults import copy_run
+    from conftest import copy_run
 
     run = tmp_path / "run"
     copy_run(tiny_run, run, ("controller*",))
@@ -365,7 +365,7 @@ def test_an_unknown_collection_policy_in_config_json_is_one_line(tiny_run, tmp_p
 def test_a_shard_collected_with_another_seed_is_named_by_every_reader(tiny_run, tmp_path):
     """Every shard's settings are checked, not the first one's: a shard of another collection copied in beside the
     others (same env and steps, --seed 5) is named by 01 and by every stage that reads the folder."""
-    from test_faults import copy_run
+    from conftest import copy_run
 
     run_stage("01_collect.py", "--data", tmp_path / "odd", "--run", tmp_path / "r", "--episodes", "2", "--steps", "40",
               "--workers", "1", "--seed", "5")

@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import run_stage
 from data.store import RolloutStore, read_episode
-from pipeline.seeding import episode_seed
+from pipeline.contract.seeding import episode_seed
 
 
 def episodes(data):

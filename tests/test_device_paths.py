@@ -8,7 +8,7 @@ import torch
 
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, VAEConfig
-from pipeline import device as devices
+from pipeline.compute import device as devices
 from pipeline.training import mdn_step, vae_step
 
 CPU = torch.device("cpu")

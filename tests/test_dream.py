@@ -18,22 +18,22 @@ import envs
 from conftest import run_stage
 from data import latents as latent_data
 from models.controller import batched
-from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, components
+from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, mixture_mean
+from models.mixture_sampler import components
 from models.vae import ConvVAE, VAEConfig, sample_z, to_input
-from pipeline import play, report
-from pipeline.agent import WorldModel, controller_actions
-from pipeline.dream import (
-    DreamPlayer,
+from pipeline.dream_env import (
+    DreamEvaluator,
     StartFrames,
     Starts,
     begin,
     controller_actor,
     dream,
-    expected_z,
-    play_real,
     policy_actor,
+    record_real_episode,
     scripted_actor,
 )
+from pipeline.reporting import dream_window, report
+from pipeline.world_model import WorldModel, controller_actions
 
 DREAM = ["--pop", "4", "--trials", "2", "--steps", "30", "--workers", "1", "--in", "dream", "--real-every", "2",
          "--eval-episodes", "2", "--device", "cpu"]
@@ -80,7 +80,7 @@ def test_dream_training_logs_both_worlds_resumes_and_evaluates_in_the_real_env(t
 
 def test_dream_player_is_reproducible_and_starts_depend_only_on_their_seed(tiny_run):
     world = WorldModel.load(tiny_run["run"], "carracing")
-    player = DreamPlayer(world, tiny_run["run"] / "latents.h5", max_steps=12, temperature=1.15, device=torch.device("cpu"))
+    player = DreamEvaluator(world, tiny_run["run"] / "latents.h5", max_steps=12, temperature=1.15, device=torch.device("cpu"))
     candidates = np.random.default_rng(0).normal(0, 0.1, (3, world.num_params))
     fitness, steps = player.fitness(candidates, [5, 6])
     assert fitness.shape == (3,) and 0 < steps <= 3 * 2 * 12
@@ -134,7 +134,7 @@ def test_dreams_with_discrete_actions(tmp_path):
                                           one_hot[rng.integers(a, size=20)], np.zeros(20, np.float32), np.zeros(20, bool))
                 for i in range(2)]
     latent_data.write(tmp_path / "latents.h5", iter(episodes), {"z_dim": z})
-    player = DreamPlayer(world, tmp_path / "latents.h5", max_steps=5, temperature=1.0, device=torch.device("cpu"), warmup=3)
+    player = DreamEvaluator(world, tmp_path / "latents.h5", max_steps=5, temperature=1.0, device=torch.device("cpu"), warmup=3)
     fitness, steps = player.fitness(rng.normal(0, 0.5, (2, world.num_params)), [1, 2, 3])
     assert fitness.shape == (2,) and np.all(np.isfinite(fitness)) and steps > 0
     assert np.all(player.starts.draw([1, 2, 3]).t >= 3)
@@ -183,7 +183,7 @@ def test_dreams_equal_the_plain_loop_bit_for_bit(tmp_path, env, done_scale):
         world.mdnrnn.head.weight[-1] = torch.randn(32) * done_scale
     rng = np.random.default_rng(0)
     latent_data.write(tmp_path / "latents.h5", iter(synthetic_episodes(source, 8, 3, 30, rng)), {"z_dim": 8})
-    player = DreamPlayer(world, tmp_path / "latents.h5", max_steps=40, temperature=1.15, device=torch.device("cpu"),
+    player = DreamEvaluator(world, tmp_path / "latents.h5", max_steps=40, temperature=1.15, device=torch.device("cpu"),
                          warmup=2)
     params = rng.normal(0, 0.5, (24, world.num_params))
     starts = player.starts.draw(range(24))
@@ -224,7 +224,7 @@ def test_a_dream_batch_gives_the_same_results_on_any_number_of_threads(tmp_path)
     params = rng.normal(0, 0.3, (32, world.num_params))
     results = []
     for threads in (1, 2):
-        player = DreamPlayer(world, tmp_path / "latents.h5", max_steps=25, temperature=1.15,
+        player = DreamEvaluator(world, tmp_path / "latents.h5", max_steps=25, temperature=1.15,
                              device=torch.device("cpu"), threads=threads)
         before = torch.get_num_threads()
         results.append(player.fitness(params, list(range(8))))
@@ -354,7 +354,7 @@ def test_play_drives_the_dream_with_scripted_keys(tiny_run, monkeypatch):
               3: [key(pygame.KEYUP, pygame.K_UP), key(pygame.KEYDOWN, pygame.K_LEFT)],
               6: [key(pygame.KEYUP, pygame.K_LEFT)],
               8: [key(pygame.KEYDOWN, pygame.K_ESCAPE)]}
-    log = play.run(world, starts, temperature=1.15, seed=0, fps=0, events=lambda f: script.get(f, []), max_frames=50)
+    log = dream_window.run(world, starts, temperature=1.15, seed=0, fps=0, events=lambda f: script.get(f, []), max_frames=50)
     expected = [[0, 1, 0]] * 3 + [[-1, 0, 0]] * 3 + [[0, 0, 0]] * 2  # Esc before frame 8 is played
     np.testing.assert_array_equal(np.array(log.actions), expected)
     assert log.dreams >= 1 and np.abs(np.diff(np.array(log.z), axis=0)).sum() > 0  # the dream moved
@@ -362,12 +362,12 @@ def test_play_drives_the_dream_with_scripted_keys(tiny_run, monkeypatch):
 
 def test_keyboard_bindings_of_other_sources():
     shapeherd = envs.get("shapeherd")
-    np.testing.assert_allclose(play.keyboard_action(shapeherd, frozenset({"down"})), [np.pi / 2, 400], rtol=1e-6)
-    np.testing.assert_allclose(play.keyboard_action(shapeherd, frozenset()), [0, 0])
+    np.testing.assert_allclose(dream_window.keyboard_action(shapeherd, frozenset({"down"})), [np.pi / 2, 400], rtol=1e-6)
+    np.testing.assert_allclose(dream_window.keyboard_action(shapeherd, frozenset()), [0, 0])
     airstriker = envs.get("airstriker")  # combos: [], LEFT, RIGHT, B, LEFT+B, RIGHT+B
-    assert play.keyboard_action(airstriker, frozenset({"left", "space"})) == 4
-    assert play.keyboard_action(airstriker, frozenset({"3"})) == 2
-    assert play.keyboard_action(airstriker, frozenset()) == 0
+    assert dream_window.keyboard_action(airstriker, frozenset({"left", "space"})) == 4
+    assert dream_window.keyboard_action(airstriker, frozenset({"3"})) == 2
+    assert dream_window.keyboard_action(airstriker, frozenset()) == 0
 
 
 def test_05_help_and_a_missing_run():
@@ -380,16 +380,16 @@ def test_05_help_and_a_missing_run():
 
 
 def test_ms_one_step_prediction_is_its_mixture_mean(tiny_run):
-    """expected_z on a hand-made mixture, then play_real's record against M run again over the same episode."""
+    """mixture_mean on a hand-made mixture, then record_real_episode's record against M run again over the same episode."""
     logit_pi = torch.log(torch.tensor([[[0.25, 0.75], [1.0, 1e-12]]]))
     mu = torch.tensor([[[1.0, 3.0], [-2.0, 5.0]]])
     out = MDNOutput(logit_pi, mu, torch.zeros_like(mu), torch.zeros(1), torch.zeros(1))
-    assert expected_z(out)[0].tolist() == pytest.approx([2.5, -2.0])
+    assert mixture_mean(out)[0].tolist() == pytest.approx([2.5, -2.0])
 
     world = WorldModel.load(tiny_run["run"], "carracing")
-    episode = play_real(world, policy_actor(world.source, "brownian", 1, 3), seed=3, steps=12)
+    episode = record_real_episode(world, policy_actor(world.source, "brownian", 1, 3), seed=3, steps=12)
     assert episode.predicted.shape == (12, world.vae.z_dim)
-    # M's state depends on the sampled z it read; replaying needs those samples, drawn from the seed as play_real did.
+    # M's state depends on the sampled z it read; replaying needs those samples, drawn from the seed as record_real_episode did.
     noise = np.random.default_rng(3)
     state = world.mdnrnn.initial_state(1)
     with torch.no_grad():
@@ -398,4 +398,4 @@ def test_ms_one_step_prediction_is_its_mixture_mean(tiny_run):
             z = sample_z(mu_v, logvar, torch.from_numpy(noise.standard_normal(mu_v.shape, dtype=np.float32)))
             a = torch.from_numpy(world.source.encode_actions(world.source.stored_actions([action])))
             out, state = world.mdnrnn.step(z, a, state)
-            np.testing.assert_allclose(expected_z(out)[0].numpy(), episode.predicted[t], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(mixture_mean(out)[0].numpy(), episode.predicted[t], rtol=1e-5, atol=1e-6)

@@ -5,8 +5,8 @@ import pickle
 
 import numpy as np
 
+from pipeline.contract.seeding import episode_seeds
 from pipeline.evolution import ESState
-from pipeline.seeding import episode_seeds
 
 
 def rosen_fitness(x: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def test_cma_es_draws_from_its_own_generator_not_numpys_global_one():
 
 
 def test_seed_purposes_are_named_and_disjoint():
-    from pipeline.seeding import Purpose
+    from pipeline.contract.seeding import Purpose
     assert [p.name for p in Purpose] == ["TRIALS", "SELECTION", "EVALUATE", "DREAMS"]
     selection = set(episode_seeds(0, Purpose.SELECTION, 0, 100))
     scoring = set(episode_seeds(0, Purpose.EVALUATE, 0, 100))

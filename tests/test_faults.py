@@ -3,7 +3,6 @@ a disk that fills up. Each test does the damage to a real stage process and comp
 undisturbed run of the same command."""
 from __future__ import annotations
 
-import csv
 import os
 import pickle
 import random
@@ -20,19 +19,25 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error, kill_group, run_stage, snapshot, stage_env, started, workers_of
+from conftest import (
+    CONTROLLER,
+    EPISODE_FIELDS,
+    NOT_04,
+    ROOT,
+    assert_one_line_error,
+    copy_run,
+    kill_group,
+    rows,
+    run_stage,
+    snapshot,
+    stage_env,
+    started,
+    trajectory,
+    workers_of,
+)
 from data.store import RolloutStore, read_episode
-from pipeline import checkpoint
-from pipeline.agent import WorldModel
-
-FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")
-
-
-def rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+from pipeline.contract import checkpoint
+from pipeline.world_model import WorldModel
 
 
 def wait_for(condition, stage, what: str, timeout: float = 180) -> None:
@@ -42,14 +47,6 @@ def wait_for(condition, stage, what: str, timeout: float = 180) -> None:
             raise AssertionError(f"the stage ended (exit {stage.proc.returncode}) before {what}:\n{stage.stderr()[-3000:]}")
         assert time.monotonic() < deadline, f"no {what} within {timeout} s"
         time.sleep(0.05)
-
-
-def copy_run(tiny_run, dest: Path, drop: tuple[str, ...] = ()) -> list:
-    """A copy of the tiny run's folder without ``drop`` (glob patterns); V (52 MB, only read) is linked, not
-    copied. Returns the --data/--run flags."""
-    shutil.copytree(tiny_run["run"], dest, ignore=shutil.ignore_patterns("vae.pt", *drop))
-    (dest / "vae.pt").symlink_to(tiny_run["run"] / "vae.pt")
-    return ["--data", tiny_run["data"], "--run", dest]
 
 
 # -- 01: collection ------------------------------------------------------------------------------------
@@ -98,7 +95,7 @@ def assert_same_dataset(data: Path, reference: dict) -> None:
     for ref in RolloutStore(data).index():
         ep, want = read_episode(ref), reference[ref.id]
         assert ep.seed == want.seed
-        for name in FIELDS:
+        for name in EPISODE_FIELDS:
             a, b = getattr(ep, name), getattr(want, name)
             assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), (ref.id, name)
 
@@ -277,13 +274,13 @@ def test_non_finite_weights_are_never_checkpointed(tiny_run, tmp_path, monkeypat
             next(vae.parameters())[0].fill_(float("nan"))
         return terms
 
-    from pipeline.stages import vae as vae_stage
+    from pipeline.stages import stage02_vae
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run["run"], run)
     (run / "vae.pt").unlink()  # V from scratch, one batch per one-episode block, a checkpoint after each block
     monkeypatch.setattr(training, "vae_step", poisoned_step)
-    monkeypatch.setattr(vae_stage, "vae_step", poisoned_step)
+    monkeypatch.setattr(stage02_vae, "vae_step", poisoned_step)
     monkeypatch.setattr(sys, "argv", ["02_train_vae.py", "--data", str(tiny_run["data"]), "--run", str(run), "--epochs", "1",
                                       "--batch", "64", "--block-episodes", "1", "--checkpoint-minutes", "1e-6",
                                       "--loader-workers", "0", "--device", "cpu"])
@@ -297,7 +294,7 @@ def test_non_finite_weights_are_never_checkpointed(tiny_run, tmp_path, monkeypat
 
 
 def test_metrics_resume_drops_rows_past_the_checkpoint_and_a_row_cut_short(tmp_path):
-    from pipeline.metrics import CsvLog
+    from pipeline.reporting.metrics import CsvLog
 
     path = tmp_path / "m.csv"
     log = CsvLog(path, ["step", "loss"], key="step")
@@ -314,19 +311,6 @@ def test_metrics_resume_drops_rows_past_the_checkpoint_and_a_row_cut_short(tmp_p
 
 
 # -- 04: the controller --------------------------------------------------------------------------------
-CONTROLLER = ["--pop", "4", "--trials", "2", "--generations", "5", "--steps", "30", "--eval-every", "2",
-              "--eval-episodes", "2", "--seed", "1"]
-TRAJECTORY = ("generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "env_steps")
-NOT_04 = ("es_state.pkl", "controller*")
-
-
-def trajectory(run: Path) -> tuple[list, dict]:
-    """Every logged fitness value and the final ES state (CMA mean, sigma, generation)."""
-    state = pickle.loads((run / "es_state.pkl").read_bytes())
-    return ([[r[k] for k in TRAJECTORY] for r in rows(run / "metrics" / "controller.csv")],
-            {"generation": state.generation, "sigma": state.es.sigma, "mean": np.asarray(state.es.mean).tolist()})
-
-
 def es_generation(run: Path) -> int:
     return pickle.loads((run / "es_state.pkl").read_bytes()).generation
 
@@ -411,7 +395,7 @@ def test_controller_trajectory_is_the_same_with_one_worker_or_two(tiny_run, tmp_
 def test_workers_that_keep_dying_stop_the_stage_with_a_message(tmp_path):
     """Workers that cannot even start (here: V and M that do not load) are replaced ``retries`` times, then it
     gives up."""
-    from pipeline.errors import WorkerError
+    from pipeline.contract.errors import WorkerError
     from pipeline.evolution import Evaluator
 
     for name in ("vae.pt", "mdnrnn.pt"):
@@ -648,7 +632,7 @@ def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_stage(capsys, si
     import gc
     import weakref
 
-    from pipeline.cli import run_main
+    from pipeline.contract.cli import run_main
 
     class Thing:
         pass

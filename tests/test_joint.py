@@ -11,8 +11,8 @@ import torch
 
 from conftest import TINY, assert_one_line_error, run_stage
 from models.inverse import InverseConfig, InverseModel
-from pipeline import checkpoint
-from pipeline.errors import RunFailed, UsageError
+from pipeline.contract import checkpoint
+from pipeline.contract.errors import RunFailed, UsageError
 from pipeline.joint import CollapseGuard, balance, optimizer, weighted
 
 

@@ -1,4 +1,4 @@
-"""One writer per folder (pipeline/lock.py), with real second processes: refused while the owner lives, free again
+"""One writer per folder (pipeline/contract/lock.py), with real second processes: refused while the owner lives, free again
 the moment it dies (SIGKILL included), never held by a forked child; every stage holds the folder it writes. Two
 real stages on one folder mid-run, and a SIGKILLed one: test_faults.py."""
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY, assert_one_line_error, run_stage, snapshot, stage_env
-from pipeline import lock
-from pipeline.errors import UsageError
+from pipeline.contract import lock
+from pipeline.contract.errors import UsageError
 
 HOLD = """
 import os, sys, time
 from pathlib import Path
-from pipeline import lock
-from pipeline.cli import run_main
+from pipeline.contract import lock
+from pipeline.contract.cli import run_main
 
 def main():
     with lock.hold(Path(sys.argv[1]), "--run"):
@@ -110,7 +110,7 @@ def test_every_stage_holds_the_folder_it_writes(tiny_run, tmp_path):
     """While this process holds the folder, each stage that writes it is refused before touching it."""
     import shutil
 
-    from test_faults import copy_run
+    from conftest import copy_run
 
     data, run = tmp_path / "data", tmp_path / "run"
     shutil.copytree(tiny_run["data"], data)

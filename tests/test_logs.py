@@ -7,7 +7,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, run_stage
-from pipeline.progress import LOG_EVERY, bar
+from pipeline.reporting.progress import LOG_EVERY, bar
 
 
 def test_a_bar_in_a_log_file_writes_its_first_and_last_state_as_plain_lines():

@@ -6,9 +6,9 @@ import json
 import torch
 
 from conftest import run_stage
-from pipeline.agent import WorldModel
-from pipeline.dream import StartFrames
-from pipeline.runconfig import latents_path
+from pipeline.contract.runconfig import latents_path
+from pipeline.dream_env import StartFrames
+from pipeline.world_model import WorldModel
 
 
 def test_a_packaged_run_scores_as_the_run_did_and_can_dream(tiny_run, tmp_path):

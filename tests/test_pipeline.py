@@ -1,40 +1,15 @@
 """The four stage scripts end to end at tiny scale, and what they wrote."""
 from __future__ import annotations
 
-import csv
 import json
-import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, run_stage
+from conftest import TINY, copy_run, rows, run_stage
 from data.store import RolloutStore
-
-
-def rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def copy_run(tiny_run, dest: Path) -> list:
-    """A copy of the tiny run's folder for a test that writes into its run: the shared ``tiny_run`` stays as the
-    stages left it, whatever order the tests run in. V (52 MB, only read) is linked, not copied. The paths its
-    config.json recorded inside the run folder are moved to the copy, as if the stages had run there. Returns the
-    --data/--run flags (the rollouts are only read)."""
-    source = tiny_run["run"]
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("vae.pt"))
-    (dest / "vae.pt").symlink_to(source / "vae.pt")
-    config = json.loads((dest / "config.json").read_text())
-    for settings in config.values():
-        for name, value in settings.items():
-            if isinstance(value, str) and (value == str(source) or value.startswith(f"{source}/")):
-                settings[name] = str(dest) + value[len(str(source)):]
-    (dest / "config.json").write_text(json.dumps(config, indent=2))
-    return ["--data", tiny_run["data"], "--run", dest]
 
 
 def test_collect_wrote_complete_episodes(tiny_run):
@@ -154,7 +129,6 @@ def test_evaluation_is_reproducible_and_independent_of_workers(tiny_run, tmp_pat
 def test_reselect_scores_the_archived_means_again_and_keeps_the_best(tiny_run, tmp_path):
     """The tiny run scored its CMA mean at generations 1 and 2 (--eval-every 1): --reselect scores both again on
     the same fresh selection episodes and keeps the better; --evaluate then scores the one kept."""
-    from test_faults import copy_run
 
     from pipeline.evolution import ESState
 

@@ -1,4 +1,5 @@
-"""Keyboard play in the dream: each source maps held keys to its own actions, and pipeline/play.py knows no env."""
+"""Keyboard play in the dream: each source maps held keys to its own actions, and the dream window
+(pipeline/reporting/dream_window.py) knows no env."""
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,7 @@ import pytest
 import envs
 from envs.base import EnvSource
 
-PLAY = Path(__file__).resolve().parents[1] / "pipeline" / "play.py"
+DREAM_WINDOW = Path(__file__).resolve().parents[1] / "pipeline" / "reporting" / "dream_window.py"
 
 
 class BoxSource(EnvSource):
@@ -100,7 +101,7 @@ def test_every_source_says_what_its_keys_do(source):
 
 
 def test_play_has_no_env_specific_branches():
-    text = PLAY.read_text(encoding="utf-8")
+    text = DREAM_WINDOW.read_text(encoding="utf-8")
     for name in envs.names() + ["combos", "CarRacing", "ShapeHerd"]:
         assert name.split(":")[0] not in text, name
     for node in ast.walk(ast.parse(text)):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import pool
-from pipeline.errors import WorkerError
+from pipeline.compute import pool
+from pipeline.contract.errors import WorkerError
 from tests.pool_workers import Flaky, Unbuildable
 
 BACKENDS = ["local", "ray"]

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_faults import CONTROLLER, FIELDS, copy_run, trajectory
 
-from conftest import ROOT, assert_one_line_error, run_stage, stage_env
+from conftest import CONTROLLER, EPISODE_FIELDS, ROOT, assert_one_line_error, copy_run, run_stage, stage_env, trajectory
 from data.store import RolloutStore, read_episode
 
 COLLECT = ["--env", "shapeherd", "--episodes", "6", "--steps", "25", "--workers", "2", "--shard-size", "4",
@@ -57,7 +56,7 @@ def test_collection_on_ray_writes_the_local_backends_rollouts(tmp_path):
     a, b = episodes(local), episodes(on_ray)
     assert sorted(a) == sorted(b) == list(range(6))
     for i in a:
-        for field in FIELDS:
+        for field in EPISODE_FIELDS:
             np.testing.assert_array_equal(getattr(a[i], field), getattr(b[i], field), err_msg=f"episode {i} {field}")
         assert a[i].seed == b[i].seed
     assert len(list(on_ray.glob("*.h5"))) == 2  # packed 4 + 2 by this process

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import runconfig
-from pipeline.errors import UsageError
-from pipeline.stages import controller, vae
+from pipeline.contract import runconfig
+from pipeline.contract.errors import UsageError
+from pipeline.stages import stage02_vae, stage04_controller
 
 
 def write_config(run: Path, config) -> None:
@@ -19,11 +19,11 @@ def write_config(run: Path, config) -> None:
 def test_a_later_stage_reads_env_and_data_from_the_run(tmp_path):
     run = tmp_path / "run"
     write_config(run, {"collect": {"env": "shapeherd", "data": "/data/a"}, "vae": {"env": "shapeherd", "data": "/data/b"}})
-    args = vae.parse_args(["--run", str(run)])
+    args = stage02_vae.parse_args(["--run", str(run)])
     assert args.env == "shapeherd" and args.data == Path("/data/b")  # the latest stage's record
-    args = controller.parse_args(["--run", str(run), "--env", "carracing", "--data", "/mine"])
+    args = stage04_controller.parse_args(["--run", str(run), "--env", "carracing", "--data", "/mine"])
     assert args.env == "carracing" and args.data == Path("/mine")  # the command line wins
-    args = vae.parse_args(["--run", str(tmp_path / "new")])
+    args = stage02_vae.parse_args(["--run", str(tmp_path / "new")])
     assert args.env == "carracing" and args.data == Path("data/carracing")
 
 

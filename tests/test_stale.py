@@ -7,9 +7,8 @@ import pickle
 
 import h5py
 import pytest
-from test_faults import copy_run
 
-from conftest import TINY, assert_one_line_error, run_stage, snapshot
+from conftest import TINY, assert_one_line_error, copy_run, run_stage, snapshot
 
 DREAM = ["--in", "dream", "--pop", "4", "--trials", "2", "--generations", "3", "--steps", "30", "--workers", "1",
          "--eval-episodes", "2", "--device", "cpu"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import inspect
 
 from models.cores.attention import AttentionCore
-from models.cores.base import RecurrentCore, State
 from models.cores.lstm import LSTMCore
+from models.cores.recurrent_core import RecurrentCore, State
 from models.cores.svsg import SVSGCore
 from models.cores.vsg import VSGCore
 

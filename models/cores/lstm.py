@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.cores.base import RecurrentCore, State
+from models.cores.recurrent_core import RecurrentCore, State
 
 
 class LSTMCore(RecurrentCore):

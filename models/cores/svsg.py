@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.cores.base import RecurrentCore, State
+from models.cores.recurrent_core import RecurrentCore, State
 from models.cores.vsg import (
     KAPPA,
     SPARSITY_FLOOR,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.cores.base import RecurrentCore, State
+from models.cores.recurrent_core import RecurrentCore, State
 
 # Gate prior κ (the paper's 0.4), sparsity-loss scale α and floor (0.1 and 0.1, as in the paper's reference code,
 # github.com/arnavkj1995/VSG); shared by vsg and svsg.

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data.atomic import atomic  # noqa: E402
-from pipeline import metrics  # noqa: E402
+from pipeline.reporting import metrics  # noqa: E402
 
 
 def curves(csv_path: Path, x: str, ys: list[str], out: Path, title: str, logy: bool = False) -> None:

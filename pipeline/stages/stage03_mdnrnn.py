@@ -24,9 +24,10 @@ from data.store import index_hash, read_episode
 from models.cores import CORES, core_options
 from models.mdnrnn import MDNRNN, MDNRNNConfig
 from models.vae import ConvVAE, to_input
-from pipeline import checkpoint, cli, joint, live, lock, metrics, plots
-from pipeline import device as devices
-from pipeline.cli import (
+from pipeline import joint
+from pipeline.compute import device as devices
+from pipeline.contract import checkpoint, cli, lock
+from pipeline.contract.cli import (
     Parser,
     fraction,
     learning_rate,
@@ -38,11 +39,12 @@ from pipeline.cli import (
     probability,
     stage_parser,
 )
-from pipeline.errors import UsageError
-from pipeline.metrics import CsvLog
-from pipeline.progress import bar as progress_bar
+from pipeline.contract.errors import UsageError
+from pipeline.contract.runconfig import check_resume, save_stage_config
+from pipeline.reporting import live, metrics, plots
+from pipeline.reporting.metrics import CsvLog
+from pipeline.reporting.progress import bar as progress_bar
 from pipeline.rollouts import open_store
-from pipeline.runconfig import check_resume, save_stage_config
 from pipeline.training import Averages, check_finite, check_weights, epoch_plan, mdn_step, mdn_validate, resume
 
 # What may differ when a run resumes: how long, how fast, where; not the loss, the batches or the data.
@@ -127,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: Path | None = None) -> None:
-    """Train M in --run, which this process holds throughout (``pipeline.lock``): a second one is refused."""
+    """Train M in --run, which this process holds throughout (``pipeline.contract.lock``): a second one is refused."""
     with lock.hold(args.run, "--run"):
         _run(args, vae_path, latents_path)
 

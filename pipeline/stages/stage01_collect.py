@@ -11,10 +11,10 @@ import argparse
 import os
 
 import envs
-from pipeline import cli, lock
-from pipeline.cli import Parser, add_backend_flags, check_backend_flags, nonneg_int, parse_stage_args, stage_parser
 from pipeline.collect import CollectJob, collect
-from pipeline.runconfig import save_stage_config
+from pipeline.contract import cli, lock
+from pipeline.contract.cli import Parser, add_backend_flags, check_backend_flags, nonneg_int, parse_stage_args, stage_parser
+from pipeline.contract.runconfig import save_stage_config
 
 
 def parser() -> Parser:
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Collect into --data, which this process holds throughout (``pipeline.lock``): a second one is refused before
+    """Collect into --data, which this process holds throughout (``pipeline.contract.lock``): a second one is refused before
     it touches a file. --run gets only config.json, at the end: refused now if it cannot be written."""
     lock.check_writable(args.run, "--run")
     with lock.hold(args.data, "--data"):

@@ -10,7 +10,7 @@ that dies, or hangs past --task-timeout, is replaced and its tasks are played ag
 --eval-every generations (and at the last) the CMA mean is scored on --eval-episodes real episodes; the
 best-scoring mean becomes <run>/controller.pt, the controller --evaluate and later stages use.
 
-With --in dream the fitness is the mean return in M's dream (pipeline/dream.py): population × trials play as
+With --in dream the fitness is the mean return in M's dream (pipeline/dream_env.py): population × trials play as
 one batch through M and C on --device, rewards from M's reward head, an episode ends when M's done
 probability passes 0.5, each trial starts from a real frame. Every --real-every generations the generation's
 best candidate and the CMA mean are also scored in the real env (and the mean in the dream), so the
@@ -26,10 +26,10 @@ import time
 import numpy as np
 import torch
 
-from pipeline import checkpoint, cli, live, lock, plots, ppo, progress
-from pipeline import device as devices
-from pipeline.agent import WorldModel
-from pipeline.cli import (
+from pipeline import ppo
+from pipeline.compute import device as devices
+from pipeline.contract import checkpoint, cli, lock
+from pipeline.contract.cli import (
     Parser,
     add_backend_flags,
     check_backend_flags,
@@ -39,12 +39,14 @@ from pipeline.cli import (
     positive_int,
     stage_parser,
 )
-from pipeline.dream import DreamPlayer
-from pipeline.errors import RunFailed, UsageError
+from pipeline.contract.errors import RunFailed, UsageError
+from pipeline.contract.runconfig import atomic_write_text, check_resume, latents_path, load_config, save_stage_config
+from pipeline.contract.seeding import Purpose, episode_seeds
+from pipeline.dream_env import DreamEvaluator
 from pipeline.evolution import ESState, Evaluator, Scoring
-from pipeline.metrics import CsvLog
-from pipeline.runconfig import atomic_write_text, check_resume, latents_path, load_config, save_stage_config
-from pipeline.seeding import Purpose, episode_seeds
+from pipeline.reporting import live, plots, progress
+from pipeline.reporting.metrics import CsvLog
+from pipeline.world_model import WorldModel
 
 # One header for both modes, so a run can switch between them and resume. best/mean/worst: fitness where C
 # trains (M's dream on rows with dream_steps > 0, else the real env); eval_mean/eval_std: the CMA mean in the
@@ -119,50 +121,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Evolve C (or, with --evaluate, score it) in --run, which this process holds throughout (``pipeline.lock``)."""
+    """Evolve C (or, with --evaluate, score it) in --run, which this process holds throughout (``pipeline.contract.lock``)."""
     with lock.hold(args.run, "--run"):
         _run(args)
 
 
 def _run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-
     world = WorldModel.load(args.run, args.env, args.state)  # fails early, with the script to run, if V or M is missing
     for algo, state_file in (("cmaes", "es_state.pkl"), ("ppo", ppo.CHECKPOINT)):
         if algo != args.algo and (args.run / state_file).exists():
             raise UsageError(f"{args.run} holds a controller trained with --algo {algo} ({state_file}): pass --algo "
                              f"{algo} to continue or score it, or a new --run")
+    MODES[mode(args)](args, world)
+
+
+def mode(args: argparse.Namespace) -> str:
+    """What this invocation does: score C (--evaluate), train it with PPO, choose the kept CMA mean again
+    (--reselect), or evolve it with CMA-ES in the real env or in M's dream (--in)."""
     if args.evaluate:
-        evaluate(args, world)
-        return
+        return "evaluate"
     if args.algo == "ppo":
-        train_ppo(args, world)
-        return
+        return "ppo"
+    if args.reselect:
+        return "reselect"
+    return args.train_in
+
+
+def real_evaluator(args: argparse.Namespace) -> Evaluator:
+    """The worker pool that plays C in the real env (--workers, --task-timeout, --backend, --address)."""
+    return Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
+                     args.backend, args.address)
+
+
+def resumed_state(args: argparse.Namespace, world: WorldModel, es_path) -> ESState:
+    """The ES state an earlier run saved, checked against this run's V, M, --pop and settings."""
+    state = ESState.load(es_path, world.num_params, world.fingerprint())
+    if state.es.popsize != args.pop:
+        raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
+                         "or delete it to start over")
+    check_resume(args.run, "controller", args, MAY_CHANGE)
+    return state
+
+
+def evolve_in_env(args: argparse.Namespace, world: WorldModel) -> None:
+    """--in env: CMA-ES with each candidate's fitness its mean return over --trials real episodes."""
+    evolve(args, world, in_dream=False)
+
+
+def evolve_in_dream(args: argparse.Namespace, world: WorldModel) -> None:
+    """--in dream: CMA-ES with fitness from M's dream; every --real-every generations also scored in the real env."""
+    evolve(args, world, in_dream=True)
+
+
+def evolve(args: argparse.Namespace, world: WorldModel, in_dream: bool) -> None:
+    """The CMA-ES loop: a new ES state, or the saved one resumed after its last generation."""
     dim = world.num_params
     es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
     if es_path.exists():
-        state = ESState.load(es_path, dim, world.fingerprint())
-        if state.es.popsize != args.pop:
-            raise UsageError(f"{es_path} has --pop {state.es.popsize}, not {args.pop}: pass --pop {state.es.popsize}, "
-                             "or delete it to start over")
-        check_resume(args.run, "controller", args, MAY_CHANGE)
-        if args.reselect:
-            reselect(args, world, state, es_path, ckpt_path)
-            return
+        state = resumed_state(args, world, es_path)
         print(f"resuming from {es_path}: generation {state.generation}")
-    elif args.reselect:
-        raise UsageError(f"{es_path} not found: --reselect chooses among the means an evolution scored; run "
-                         "04_train_controller.py first")
     else:
         state = ESState(dim, args.sigma, args.pop, args.seed, world.fingerprint())
     if args.generations < state.generation:
         raise UsageError(f"--generations {args.generations} is below the {state.generation} generations {args.run} "
                          f"already evolved: pass --generations {state.generation + 1} or more to continue")
     dreamer = None
-    if args.train_in == "dream":
+    if in_dream:
         # While a generation dreams the real-env workers are idle: the dream takes their cores as threads.
-        dreamer = DreamPlayer(world, latents_path(args.run), args.steps, args.temperature,
-                              devices.resolve(args.device), args.warmup, threads=min(args.workers, os.cpu_count()))
+        dreamer = DreamEvaluator(world, latents_path(args.run), args.steps, args.temperature,
+                                 devices.resolve(args.device), args.warmup, threads=min(args.workers, os.cpu_count()))
     # The metrics are checked (and rows past the ES state dropped) before anything else is written.
     watch = live.Live(args.run, "controller", args.log, state.generation, vars(args))
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation,
@@ -171,8 +199,7 @@ def _run(args: argparse.Namespace) -> None:
                       controller_out=world.controller_out)
     every = (args.real_every or args.eval_every) if dreamer else args.eval_every
     # Left by an exception (Ctrl-C, SIGTERM, a failed run), the workers are ended at once.
-    with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                   args.backend, args.address) as evaluator, watch:
+    with real_evaluator(args) as evaluator, watch:
         for generation in progress.bar(range(state.generation + 1, args.generations + 1), initial=state.generation,
                                        total=args.generations, desc=f"CMA-ES generations ({args.train_in})"):
             start = time.monotonic()
@@ -206,7 +233,7 @@ def _run(args: argparse.Namespace) -> None:
     print(f"best scored CMA mean: {state.best_eval:.1f} (controller in {ckpt_path})")
 
 
-def score_periodically(args, generation: int, state: ESState, evaluator: Scoring, dreamer: DreamPlayer | None,
+def score_periodically(args, generation: int, state: ESState, evaluator: Scoring, dreamer: DreamEvaluator | None,
                        best_candidate: np.ndarray) -> tuple[dict, int, int]:
     """Score the CMA mean on --eval-episodes real episodes (keeping it as the best-scored mean if it is); in dream
     mode also the generation's best candidate on the same real episodes and the mean in as many dreams.
@@ -246,17 +273,21 @@ def plot_fitness(run, dream: bool, scored: bool) -> None:
 RESELECT_INDEX = 1 << 20  # --reselect's selection episodes: apart from the periodic scorings' (index = generation)
 
 
-def reselect(args, world: WorldModel, state: ESState, es_path, ckpt_path) -> None:
+def reselect(args, world: WorldModel) -> None:
     """--reselect N: the kept mean, the archived ones and the current one, each on the same N fresh selection
     episodes; the best becomes the kept controller (a periodic scoring on a few episodes favours the lucky)."""
+    es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
+    if not es_path.exists():
+        raise UsageError(f"{es_path} not found: --reselect chooses among the means an evolution scored; run "
+                         "04_train_controller.py first")
+    state = resumed_state(args, world, es_path)
     candidates = {g: params for _, g, params in getattr(state, "archive", [])}
     if state.best_eval_generation:
         candidates.setdefault(state.best_eval_generation, state.best_eval_params)
     candidates.setdefault(state.generation, np.asarray(state.es.mean))
     seeds = episode_seeds(args.seed, Purpose.SELECTION, RESELECT_INDEX + state.generation, args.reselect)
     results = {}
-    with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                   args.backend, args.address) as evaluator:
+    with real_evaluator(args) as evaluator:
         for generation in sorted(candidates):
             results[generation], _ = evaluator.scores(candidates[generation], seeds, chunk=args.trials)
             scores = results[generation]
@@ -312,6 +343,7 @@ def train_ppo(args, world: WorldModel) -> None:
 
 
 def evaluate(args, world: WorldModel) -> None:
+    """--evaluate N: the kept controller (or the PPO policy) on N fresh episodes with fixed seeds."""
     seeds = episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate)
     if args.algo == "ppo":
         scores, params_from = ppo.evaluate(args, world), f"the PPO policy that scored best ({ppo.BEST})"
@@ -321,8 +353,7 @@ def evaluate(args, world: WorldModel) -> None:
             raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                              f"run give {world.controller_in} → {world.controller_out}: retrain it with "
                              "04_train_controller.py")
-        with Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                       args.backend, args.address) as evaluator:
+        with real_evaluator(args) as evaluator:
             # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
             scores, _ = evaluator.scores(ctrl["params"].numpy(), seeds, args.trials)
         params_from = ctrl["params_from"]
@@ -333,3 +364,5 @@ def evaluate(args, world: WorldModel) -> None:
     print(f"controller score over {args.evaluate} episodes of at most {args.steps} steps: "
           f"{scores.mean():.1f} ± {scores.std():.1f} (min {scores.min():.1f}, max {scores.max():.1f})")
 
+
+MODES = {"evaluate": evaluate, "ppo": train_ppo, "reselect": reselect, "env": evolve_in_env, "dream": evolve_in_dream}

@@ -24,25 +24,27 @@ import envs
 from data.frames import sample_frames
 from envs.base import EnvUnavailable
 from models.vae import to_input
-from pipeline import checkpoint, cli, lock, play, plots, ppo, report
-from pipeline import device as devices
-from pipeline.agent import WorldModel
-from pipeline.cli import Parser, nonneg_int, parse_stage_args, positive_float, stage_parser
-from pipeline.dream import (
+from pipeline import ppo
+from pipeline.compute import device as devices
+from pipeline.contract import checkpoint, cli, lock
+from pipeline.contract.cli import Parser, nonneg_int, parse_stage_args, positive_float, stage_parser
+from pipeline.contract.errors import UsageError
+from pipeline.contract.runconfig import atomic_write_text, latents_path, load_config, save_stage_config
+from pipeline.contract.seeding import Purpose, episode_seeds
+from pipeline.dream_env import (
     Actor,
     StartFrames,
     begin,
     controller_actor,
     decode,
     dream,
-    play_real,
     policy_actor,
     real_vs_dream,
+    record_real_episode,
 )
-from pipeline.errors import UsageError
+from pipeline.reporting import dream_window, plots, report
 from pipeline.rollouts import open_store
-from pipeline.runconfig import atomic_write_text, latents_path, load_config, save_stage_config
-from pipeline.seeding import Purpose, episode_seeds
+from pipeline.world_model import WorldModel
 
 DEFAULT_STEPS = 200  # dream length when --steps is not given (or the env's episode length, if shorter)
 SWEEP = np.linspace(-3.0, 3.0, 9)  # latent values of the sweep: ±3 standard deviations of the prior
@@ -77,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Write the dreams and the report into --run, which this process holds throughout (``pipeline.lock``);
+    """Write the dreams and the report into --run, which this process holds throughout (``pipeline.contract.lock``);
     --play writes nothing, so it holds nothing (one may play while 04 trains)."""
     with contextlib.nullcontext() if args.play else lock.hold(args.run, "--run"):
         _run(args)
@@ -92,8 +94,8 @@ def _run(args: argparse.Namespace) -> None:
     world.mdnrnn.to(device)
     starts = StartFrames(latents_path(args.run), args.warmup, world.vae_fingerprint)
     if args.play:
-        print(play.HELP)
-        play.run(world, starts, args.temperature, args.seed)
+        print(dream_window.HELP)
+        dream_window.run(world, starts, args.temperature, args.seed)
         return
     _, refs = open_store(args)
     params, driver = load_controller(args, world)
@@ -121,7 +123,7 @@ def show_driving(world: WorldModel, actor: Actor, args) -> dict:
     frames, every ``DRIVE_EVERY``-th step, with the return so far."""
     steps = load_config(args.run).get("controller", {}).get("steps") or world.source.default_max_steps
     seed = episode_seeds(args.seed, Purpose.DREAMS, 1, 1)[0]
-    episode = play_real(world, actor, seed, steps)
+    episode = record_real_episode(world, actor, seed, steps)
     returns = np.concatenate([[0.0], np.cumsum(episode.rewards)])
     shown = range(0, len(episode.observations), DRIVE_EVERY)
     film = [report.captioned(report.upscale(np.asarray(episode.observations[t])[None], 2)[0],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 CHOICES = ("tensorboard", "wandb")
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 import envs
-from pipeline.agent import WorldModel
-from pipeline.dream import DONE_THRESHOLD, StartFrames, begin, decode, step
-from pipeline.errors import UsageError
-from pipeline.seeding import Purpose, episode_seeds
+from pipeline.contract.errors import UsageError
+from pipeline.contract.seeding import Purpose, episode_seeds
+from pipeline.dream_env import DONE_THRESHOLD, StartFrames, begin, decode, step
+from pipeline.world_model import WorldModel
 
 HELP = ("dream controls: the arrow keys (and space, 1–9 where the env binds them) drive; the env's own bindings "
         "are printed when the window opens; R: a new dream; Esc or closing the window: quit")

@@ -8,7 +8,7 @@ done probability passes 0.5, or after ``steps`` steps; z_{t+1} is sampled at tem
 call runs in one batch (population × trials when evolving C), on the GPU when there is one.
 
 Actors: ``controller_actor`` (C, one parameter row per episode), ``policy_actor`` (the collection policy) and
-``scripted_actor`` (a given action sequence, open loop). ``play_real`` plays one real episode with the same
+``scripted_actor`` (a given action sequence, open loop). ``record_real_episode`` plays one real episode with the same
 actors, so a real episode and a dream can be driven by the same actions.
 """
 from __future__ import annotations
@@ -25,11 +25,11 @@ import torch
 
 import envs
 from models.controller import batched
-from models.mdnrnn import MDNRNN, MDNOutput, sample
+from models.mdnrnn import MDNRNN, MDNOutput, mixture_mean, sample
 from models.vae import ConvVAE, sample_z, to_frames, to_input
-from pipeline.agent import WorldModel, controller_actions
-from pipeline.errors import UsageError
-from pipeline.seeding import batch_seed
+from pipeline.contract.errors import UsageError
+from pipeline.contract.seeding import batch_seed
+from pipeline.world_model import WorldModel, controller_actions
 
 DONE_THRESHOLD = 0.5  # the Doom dream's rule: an episode ends when M's done probability passes 0.5
 
@@ -231,10 +231,10 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class DreamPlayer:
+class DreamEvaluator:
     """Plays controllers in M's dream, every episode of a call in one batch on ``device``.
 
-    The counterpart of ``pipeline.agent.Player``: ``play(params, seeds)`` has the same shape. A start depends
+    The counterpart of ``pipeline.real_eval.RealEvaluator``: ``play(params, seeds)`` has the same shape. A start depends
     only on its seed (``StartFrames``); M's sampling noise comes from one generator per call, seeded by all the
     call's seeds, so a call is reproducible (on the same device and batch layout).
     """
@@ -290,15 +290,10 @@ class RealEpisode:
     predicted: np.ndarray  # (T, Z): M's expected z_{t+1}, predicted at step t from z_t, a_t and its state
 
 
-def expected_z(out) -> torch.Tensor:
-    """M's mean prediction of the next z, (B, Z): each dimension's mixture mean, Σ_k π_k μ_k."""
-    return (torch.softmax(out.logit_pi, dim=-1) * out.mu).sum(-1)
-
-
 @torch.no_grad()
-def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpisode:
+def record_real_episode(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpisode:
     """One real episode (reset with ``seed``) of at most ``steps`` steps, the actor reading V's z (sampled, as C
-    is trained) and M's state, as ``Player`` runs C; V and M run where their parameters are."""
+    is trained) and M's state, as ``RealEvaluator`` runs C; V and M run where their parameters are."""
     source, vae, m = world.source, world.vae, world.mdnrnn
     device = _device(vae)
     env = source.make(steps)
@@ -319,7 +314,7 @@ def play_real(world: WorldModel, actor: Actor, seed: int, steps: int) -> RealEpi
             rewards.append(reward)
             a = torch.from_numpy(source.encode_actions(source.stored_actions([action]))).to(device)
             out, state = m.step(z, a, state)
-            predicted.append(expected_z(out)[0].cpu().numpy())
+            predicted.append(mixture_mean(out)[0].cpu().numpy())
             if terminated or truncated:
                 break
     finally:
@@ -347,7 +342,7 @@ class Comparison:
 @torch.no_grad()
 def real_vs_dream(world: WorldModel, actor: Actor, seed: int, steps: int, temperature: float) -> Comparison:
     """Play a real episode with ``actor``, then replay its actions open loop in M from the same first frame."""
-    episode = play_real(world, actor, seed, steps)
+    episode = record_real_episode(world, actor, seed, steps)
     vae, m = world.vae, world.mdnrnn
     device = _device(vae)
     real = torch.from_numpy(episode.frames).to(device)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from data.atomic import write_bytes
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 
 def save(path: Path, payload: dict) -> None:

@@ -1,6 +1,6 @@
 """The errors a stage ends with, each one line on stderr; a leaf module (it imports nothing of the project).
 
-Exit codes (``pipeline.runner.run_main``): 2 for bad input or flags (the message says how to fix the
+Exit codes (``pipeline.contract.cli.run_main``): 2 for bad input or flags (the message says how to fix the
 command), 1 for a run that failed on its own (diverged loss, non-finite fitness, workers that keep dying),
 130 for an interrupt (Ctrl-C, or SIGTERM from a scheduler).
 """

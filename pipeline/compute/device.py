@@ -5,7 +5,7 @@ import contextlib
 
 import torch
 
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 CHOICES = ("auto", "cpu", "cuda")
 # The device types that train in bf16 mixed precision and run V's convolutions channels-last: CUDA's (tensor

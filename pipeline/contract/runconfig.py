@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from data import atomic
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Player: real episodes of V, M and C; with --patience, training episodes stop early and are charged exactly."""
+"""RealEvaluator: real episodes of V, M and C; with --patience, training episodes stop early and are charged exactly."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,8 @@ import numpy as np
 
 from envs.carracing import CarRacing
 from envs.fast_carracing_vector import FastCarRacingVector
-from pipeline.agent import Player, WorldModel
+from pipeline.real_eval import RealEvaluator
+from pipeline.world_model import WorldModel
 
 
 def full_rewards(world: WorldModel, seed: int, steps: int) -> list[float]:
@@ -38,7 +39,7 @@ def test_patience_stops_quiet_episodes_and_charges_the_steps_left(tiny_run):
     world = WorldModel.load(tiny_run["run"], "carracing")
     steps, patience, seeds = 250, 25, [3, 4]
     params = np.zeros((len(seeds), world.num_params), dtype=np.float32)
-    player = Player(world, steps)
+    player = RealEvaluator(world, steps)
     full, full_steps = player.play(params, seeds)
     cut, cut_steps = player.play(params, seeds, patience=patience)
     expected = [expected_with_patience(full_rewards(world, s, steps), steps, patience) for s in seeds]
@@ -52,14 +53,14 @@ def test_patience_stops_quiet_episodes_and_charges_the_steps_left(tiny_run):
 
 
 def test_episodes_on_the_vector_env_are_those_of_single_envs(tiny_run):
-    """The Player plays CarRacing's episodes on FastCarRacingVector, stepping only the running cars: returns and
+    """The RealEvaluator plays CarRacing's episodes on FastCarRacingVector, stepping only the running cars: returns and
     step counts equal those of single envs, with patience ending episodes at different steps, a smaller batch
     after a larger one and a larger one after that (the vector env made again)."""
     world = WorldModel.load(tiny_run["run"], "carracing")
     single = dataclasses.replace(world, source=CarRacing())
     single.source.vector = False  # single envs side by side
     params = np.random.default_rng(1).normal(0, 0.5, (4, world.num_params)).astype(np.float32)
-    vector_player, single_player = Player(world, 120), Player(single, 120)
+    vector_player, single_player = RealEvaluator(world, 120), RealEvaluator(single, 120)
     for rows, seeds, patience in ((3, [5, 6, 7], 15), (2, [8, 9], 0), (4, [1, 2, 3, 4], 20)):
         got = vector_player.play(params[:rows], seeds, patience=patience)
         want = single_player.play(params[:rows], seeds, patience=patience)

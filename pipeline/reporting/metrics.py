@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from data.atomic import DiskFull, no_space, write_bytes
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 
 def _number(text: str) -> bool:
@@ -64,7 +64,7 @@ class CsvLog:
     nothing is rewritten."""
 
     def __init__(self, path: Path, fields: list[str], key: str, resume_after: float | None = None, live=None):
-        """``live``: a ``pipeline.live.Live`` that gets every row too."""
+        """``live``: a ``pipeline.reporting.live.Live`` that gets every row too."""
         self.path, self.fields, self.key, self.live = path, fields, key, live
         kept = []
         if resume_after is not None:

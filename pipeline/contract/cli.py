@@ -18,10 +18,11 @@ import envs
 from data import atomic
 from data.store import StoreError
 from envs.base import EnvUnavailable
-from pipeline import minari_io, runconfig
-from pipeline.errors import RunFailed, UsageError
-from pipeline.presets import PRESETS
-from pipeline.runconfig import load_config
+from pipeline import minari_io
+from pipeline.contract import runconfig
+from pipeline.contract.errors import RunFailed, UsageError
+from pipeline.contract.presets import PRESETS
+from pipeline.contract.runconfig import load_config
 
 DEFAULT_ENV = "carracing"
 
@@ -129,7 +130,7 @@ def stage_parser(description: str) -> Parser:
     p.add_argument("--data", type=Path, help="rollout folder (default: the one --run was trained on, else data/<env>)")
     p.add_argument("--run", type=Path, help="run folder for checkpoints, metrics and plots (default: results/<env>)")
     p.add_argument("--seed", type=seed, default=0, help=f"seed that makes the stage reproducible (0 to {SEED_MAX})")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="named smaller-scale settings (see pipeline/presets.py)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named smaller-scale settings (see pipeline/contract/presets.py)")
     p.add_argument("--state", help="level of a retro game (sonic default: GreenHillZone.Act1); later stages "
                                     "default to the one 01_collect.py recorded")
     return p

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 NAME = ".lock"
 _held: dict[str, list] = {}  # resolved folder → [fd, depth]: re-entrant within a process

@@ -1,4 +1,4 @@
-"""``--backend ray``: connecting to Ray (``pipeline.pool.RayPool`` runs the workers as actors).
+"""``--backend ray``: connecting to Ray (``pipeline.compute.pool.RayPool`` runs the workers as actors).
 
 Ray is optional (``pip install 'ray>=2.9'``). Without ``--address`` a local Ray instance is started with one
 CPU per worker; with it the stage joins that cluster (``ray start --head`` on one machine, ``ray start
@@ -20,7 +20,7 @@ import socket
 import sys
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from pipeline.contract.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run outputs and anything large stay behind; .gitignore (which Ray also honours) already names data/ and results/.

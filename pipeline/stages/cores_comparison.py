@@ -24,13 +24,14 @@ from data.frames import split
 from models.cores import CORES
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
-from pipeline import checkpoint, lock, metrics, plots
-from pipeline.cli import Parser, parse_stage_args
-from pipeline.compare import add_open_loop_flags, count_parameters, markdown_table, open_loop_errors, parse_horizons
-from pipeline.plots import plt
+from pipeline.contract import checkpoint, lock
+from pipeline.contract.cli import Parser, parse_stage_args
+from pipeline.contract.runconfig import atomic_write_text, load_config
+from pipeline.open_loop import add_open_loop_flags, count_parameters, markdown_table, open_loop_errors, parse_horizons
+from pipeline.reporting import metrics, plots
+from pipeline.reporting.plots import plt
 from pipeline.rollouts import open_store
-from pipeline.runconfig import atomic_write_text, load_config
-from pipeline.stages import mdnrnn
+from pipeline.stages import stage03_mdnrnn
 
 COLUMNS = [
     ("core", "core", "s"), ("params", "parameters", ","), ("steps_per_s", "train steps/s", ".2f"),
@@ -41,7 +42,7 @@ COLUMNS = [
 
 def parser() -> Parser:
     """Stage 03's flags (every core's options among them), plus the comparison's own."""
-    p = mdnrnn.parser(__doc__.splitlines()[0])
+    p = stage03_mdnrnn.parser(__doc__.splitlines()[0])
     p.add_argument("--cores", default=",".join(CORES), help="comma-separated cores to compare")
     add_open_loop_flags(p)
     return p
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Compare the cores in --run, which this process holds throughout (``pipeline.lock``); each core's stage 03
+    """Compare the cores in --run, which this process holds throughout (``pipeline.contract.lock``); each core's stage 03
     holds its own folder under it."""
     with lock.hold(args.run, "--run"):
         _run(args)
@@ -90,7 +91,7 @@ def train_core(args, core: str, sub: Path) -> None:
     core_args = argparse.Namespace(**{**vars(args), "core": core, "run": sub})
     for name in ("cores", "horizons", "starts"):
         delattr(core_args, name)
-    mdnrnn.run(core_args, vae_path=args.run / "vae.pt", latents_path=args.run / "latents.h5")
+    stage03_mdnrnn.run(core_args, vae_path=args.run / "vae.pt", latents_path=args.run / "latents.h5")
 
 
 def score_core(args, core: str, sub: Path, vae_state: dict, refs, horizons: list[int]) -> dict:

@@ -29,8 +29,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
-from pipeline import ray_backend
-from pipeline.errors import UsageError, WorkerError
+from pipeline.compute import ray_backend
+from pipeline.contract.errors import UsageError, WorkerError
 
 Call = tuple[str, tuple]
 
@@ -230,7 +230,7 @@ class LocalPool(SlotPool):
 
 
 class RayPool(SlotPool):
-    """The worker pool (``pipeline.pool``) on Ray actors, one CPU each: the same calls, the same rules for dead
+    """The worker pool (``pipeline.compute.pool``) on Ray actors, one CPU each: the same calls, the same rules for dead
     and hung workers; ``ray.kill`` ends a hung actor."""
 
     def __init__(self, factory, init_args: tuple, workers: int, timeout: float, retries: int, what: str,

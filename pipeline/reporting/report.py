@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from data.atomic import atomic  # noqa: E402
-from pipeline import plots  # noqa: E402
-from pipeline.runconfig import atomic_write_text, load_config  # noqa: E402
+from pipeline.contract.runconfig import atomic_write_text, load_config  # noqa: E402
+from pipeline.reporting import plots  # noqa: E402
 
 # Frames are 64×64. GIFs store them 2× larger (nearest neighbour), which leaves room for a caption; the page
 # shows them 2× larger again with pixelated scaling. Storing them 4× larger would make a 200-step dream about

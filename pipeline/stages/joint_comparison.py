@@ -32,20 +32,22 @@ from data.store import read_observations
 from models.inverse import InverseModel
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
-from pipeline import checkpoint, joint, lock, metrics
-from pipeline.cli import Parser, parse_stage_args
-from pipeline.compare import add_open_loop_flags, markdown_table, open_loop_errors, parse_horizons
-from pipeline.errors import UsageError
+from pipeline import joint
+from pipeline.contract import checkpoint, lock
+from pipeline.contract.cli import Parser, parse_stage_args
+from pipeline.contract.errors import UsageError
+from pipeline.contract.runconfig import atomic_write_text, load_config
+from pipeline.open_loop import add_open_loop_flags, markdown_table, open_loop_errors, parse_horizons
+from pipeline.reporting import metrics
 from pipeline.rollouts import open_store
-from pipeline.runconfig import atomic_write_text, load_config
-from pipeline.stages import mdnrnn
+from pipeline.stages import stage03_mdnrnn
 from pipeline.training import vae_validate
 
 VARIANTS = ("stagewise", "joint")
 
 
 def parser() -> Parser:
-    p = mdnrnn.parser(__doc__.splitlines()[0])
+    p = stage03_mdnrnn.parser(__doc__.splitlines()[0])
     add_open_loop_flags(p)
     return p
 
@@ -82,7 +84,7 @@ def _run(args: argparse.Namespace) -> None:
         sub_args = argparse.Namespace(**{**vars(args), "run": sub, "joint": variant == "joint"})
         for name in ("horizons", "starts"):
             delattr(sub_args, name)
-        mdnrnn.run(sub_args)
+        stage03_mdnrnn.run(sub_args)
         rows.append(score(args, variant, sub, refs))
         print(f"{variant}: val nll {rows[-1]['val_nll']:.3f}, recon {rows[-1]['recon']:.1f}, open-loop k="
               f"{args.horizons[-1]} {rows[-1][f'open_loop_{args.horizons[-1]}']:.4f}")

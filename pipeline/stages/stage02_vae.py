@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 from data.frames import FrameBlocks, frames_bytes, load_frames, sample_frames, split
 from data.store import index_hash
 from models.vae import ConvVAE, VAEConfig, to_frames, to_input
-from pipeline import checkpoint, cli, live, lock, plots
-from pipeline import device as devices
-from pipeline.cli import (
+from pipeline.compute import device as devices
+from pipeline.contract import checkpoint, cli, lock
+from pipeline.contract.cli import (
     Parser,
     fraction,
     learning_rate,
@@ -31,11 +31,12 @@ from pipeline.cli import (
     positive_int,
     stage_parser,
 )
-from pipeline.errors import UsageError
-from pipeline.metrics import CsvLog
-from pipeline.progress import bar as progress_bar
+from pipeline.contract.errors import UsageError
+from pipeline.contract.runconfig import check_resume, save_stage_config
+from pipeline.reporting import live, plots
+from pipeline.reporting.metrics import CsvLog
+from pipeline.reporting.progress import bar as progress_bar
 from pipeline.rollouts import open_store
-from pipeline.runconfig import check_resume, save_stage_config
 from pipeline.training import Averages, check_finite, check_weights, resume, vae_step, vae_validate
 
 # What may differ when a run resumes: how long, how fast, where (a shuffle block is a memory bound); not the loss,
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Train V in --run, which this process holds throughout (``pipeline.lock``): a second one is refused."""
+    """Train V in --run, which this process holds throughout (``pipeline.contract.lock``): a second one is refused."""
     with lock.hold(args.run, "--run"):
         _run(args)
 
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace) -> None:
     grid = torch.from_numpy(sample_frames(val or train, 8, args.seed))
     val_batches = [torch.from_numpy(f) for f in _val_frames(val or train, args)]
     in_memory = frames_in_memory(args.frames_in_memory, train, device) and progress["epoch"] < args.epochs
-    decoded = load_frames(train, device) if in_memory else None
+    decoded = load_frames(progress_bar(train, desc="frames into memory", unit="ep"), device) if in_memory else None
     last_save = time.monotonic()
     with watch:
         for epoch in range(progress["epoch"], args.epochs):

@@ -1,4 +1,4 @@
-"""Scoring a trained M on held-out episodes, the same way for every core (issue: cores compared).
+"""Scoring a trained M on held-out episodes, the same way for every core (compare_cores.py, compare_joint.py).
 
 Open-loop prediction: M reads the real z and actions up to a start step t0 (teacher forcing), then runs
 on its own: each next z is the mixture's mean (the expected value of p(z_{t+1})), fed back with the real
@@ -13,14 +13,9 @@ import torch
 
 from data.latents import LatentEpisode
 from data.store import EpisodeRef, read_observations
-from models.mdnrnn import MDNRNN, MDNOutput
+from models.mdnrnn import MDNRNN, mixture_mean
 from models.vae import ConvVAE, to_input
-from pipeline.cli import MAX_STEPS, positive_int
-
-
-def mixture_mean(out: MDNOutput) -> torch.Tensor:
-    """E[z_{t+1}] under the per-dimension mixtures: (..., Z, K) → (..., Z)."""
-    return (torch.softmax(out.logit_pi, dim=-1) * out.mu).sum(-1)
+from pipeline.contract.cli import MAX_STEPS, positive_int
 
 
 @torch.no_grad()

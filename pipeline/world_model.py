@@ -1,0 +1,83 @@
+"""A run's trained V and M, loaded and checked together (``WorldModel``), and how C's outputs become env
+actions (``controller_actions``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import envs
+from envs.base import EnvSource
+from envs.carracing import CarRacing
+from envs.shapeherd import ShapeHerd
+from models.controller import num_params
+from models.mdnrnn import MDNRNN
+from models.vae import ConvVAE
+from pipeline.contract import checkpoint
+from pipeline.contract.errors import UsageError
+
+
+@dataclass
+class WorldModel:
+    """Trained V and M of a run, plus the env source they were trained on."""
+
+    source: envs.EnvSource
+    vae: ConvVAE
+    mdnrnn: MDNRNN
+    vae_fingerprint: str | None = None  # the weights hash of V (checkpoint.weights_hash); None: not checked
+
+    @classmethod
+    def load(cls, run: Path, env: str, state: str | None = None) -> WorldModel:
+        """V and M of ``run``; a UsageError if M was not trained on this V's z or on this env's actions."""
+        vae_state = checkpoint.load(run / "vae.pt", "02_train_vae.py")
+        m_state = checkpoint.load(run / "mdnrnn.pt", "03_train_mdnrnn.py")
+        source = envs.get(env, state)
+        z_v, z_m = vae_state["config"]["z_dim"], m_state["config"]["z_dim"]
+        if z_v != z_m:
+            raise UsageError(f"{run / 'mdnrnn.pt'} reads z of size {z_m} but {run / 'vae.pt'} encodes to {z_v}: "
+                             "run 03_train_mdnrnn.py again on this V (or restore the vae.pt M was trained on)")
+        if m_state["config"]["action_dim"] != source.action_dim:
+            raise UsageError(f"{run / 'mdnrnn.pt'} was trained on {m_state['config']['action_dim']} action inputs but "
+                             f"--env {env} has {source.action_dim}: pass the --env it was trained on, or another --run")
+        fingerprint = checkpoint.weights_hash(vae_state["model"])
+        if m_state.get("vae_fingerprint", fingerprint) != fingerprint:
+            raise UsageError(f"{run / 'mdnrnn.pt'} was trained on the codes of another V than {run / 'vae.pt'} "
+                             "(retrained since?): run 03_train_mdnrnn.py again on this V")
+        return cls(source, ConvVAE.from_state(vae_state).eval(), MDNRNN.from_state(m_state).eval(), fingerprint)
+
+    def fingerprint(self) -> str:
+        """A digest of V's and M's weights: what a controller evolved on them is tied to."""
+        return checkpoint.weights_hash({**{f"vae.{k}": v for k, v in self.vae.state_dict().items()},
+                                        **{f"mdnrnn.{k}": v for k, v in self.mdnrnn.state_dict().items()}})
+
+    @property
+    def controller_in(self) -> int:
+        return self.vae.z_dim + self.mdnrnn.state_size
+
+    @property
+    def controller_out(self) -> int:
+        return self.source.action_dim
+
+    @property
+    def num_params(self) -> int:
+        return num_params(self.controller_in, self.controller_out)
+
+
+# Sources whose ``controller_action`` computes each action component from C's outputs by elementwise numpy
+# operations only, indexing the outputs by component: given the outputs transposed, (A, N), it maps all N
+# rows in one call, value for value.
+_COLUMNWISE = (CarRacing.controller_action, ShapeHerd.controller_action)
+
+
+def controller_actions(source: envs.EnvSource, out: np.ndarray) -> np.ndarray | list:
+    """C's outputs for N episodes (N, A) → their N env actions, each exactly ``source.controller_action`` of its
+    row: one vectorised call for CarRacing and ShapeHerd ((N, A) float32) and discrete sources' argmax (a list
+    of ints), one call per row otherwise."""
+    mapping = type(source).controller_action
+    if mapping in _COLUMNWISE:
+        return np.ascontiguousarray(source.controller_action(out.T).T)
+    if source.discrete and mapping is EnvSource.controller_action:
+        return out.argmax(axis=1).tolist()
+    return [source.controller_action(o) for o in out]
