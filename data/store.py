@@ -50,6 +50,7 @@ class Episode:
     truncations: np.ndarray  # (T,) bool
     seed: int
     policy: str
+    round: int = 0  # which round of iterative training collected it (0: the first collection, before any C)
 
     @property
     def length(self) -> int:
@@ -64,6 +65,8 @@ class EpisodeRef:
     id: int
     length: int
     seed: int = -1  # the episode's env and policy seed (-1: not known)
+    policy: str = ""  # which policy played it (its provenance): brownian, random, controller, minari
+    round: int = 0  # which round of iterative training collected it
 
     @property
     def key(self) -> str:
@@ -89,8 +92,10 @@ class ShardInfo:
         }
 
 
-# The file attributes that say how a folder's episodes were collected, and the flag (or what) each one is.
-SETTINGS = {"env_name": "--env", "collect_seed": "--seed", "policy": "--policy", "max_steps": "--steps",
+# The file attributes that say how a folder's episodes were collected, and the flag (or what) each one is. The
+# policy is not among them: it is each episode's provenance (with the round), and one folder may hold episodes
+# of several policies (iterative training adds a controller's episodes to the first collection's).
+SETTINGS = {"env_name": "--env", "collect_seed": "--seed", "max_steps": "--steps",
             "state": "--state", "preprocessing": "preprocessing", "spaces": "spaces"}
 
 
@@ -119,7 +124,7 @@ def _write_episode(f: h5py.File, ep: Episode) -> None:
     g.create_dataset("rewards", data=ep.rewards.astype(np.float32))
     g.create_dataset("terminations", data=ep.terminations.astype(bool))
     g.create_dataset("truncations", data=ep.truncations.astype(bool))
-    g.attrs.update({"id": ep.id, "seed": ep.seed, "total_steps": ep.length, "policy": ep.policy})
+    g.attrs.update({"id": ep.id, "seed": ep.seed, "total_steps": ep.length, "policy": ep.policy, "round": ep.round})
 
 
 def write_file(path: Path, episodes: list[Episode], info: ShardInfo) -> None:
@@ -153,6 +158,7 @@ def read_episode(ref: EpisodeRef) -> Episode:
             truncations=g["truncations"][()],
             seed=int(g.attrs["seed"]),
             policy=str(g.attrs["policy"]),
+            round=int(g.attrs.get("round", 0)),
         )
 
 
@@ -201,7 +207,8 @@ class RolloutStore:
                         f"{path}: {key}/observations must be (T+1, 64, 64, 3) uint8 frames: move the file "
                         f"out of {self.root} and re-run 01_collect.py"
                     )
-                refs.append(EpisodeRef(path, int(g.attrs["id"]), int(g.attrs["total_steps"]), int(g.attrs.get("seed", -1))))
+                refs.append(EpisodeRef(path, int(g.attrs["id"]), int(g.attrs["total_steps"]), int(g.attrs.get("seed", -1)),
+                                       _plain(g.attrs.get("policy", "")), int(g.attrs.get("round", 0))))
             return dict(f.attrs), refs
 
     def index(self) -> list[EpisodeRef]:

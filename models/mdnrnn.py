@@ -25,16 +25,29 @@ class MDNRNNConfig:
     mixtures: int = 5
     core: str = "lstm"
     core_options: dict = field(default_factory=dict)  # the core's hyper-parameters (models.cores.core_options)
+    reward_heads: int = 1  # E linear reward heads; with E > 1 their spread measures M's doubt about a reward
 
 
 class MDNOutput(NamedTuple):
-    """Per step: mixture over each latent dim (..., Z, K), reward (...), done logit (...)."""
+    """Per step: mixture over each latent dim (..., Z, K), reward (...), done logit (...); with several reward heads,
+    each head's prediction (..., E), whose mean is ``reward``."""
 
     logit_pi: torch.Tensor
     mu: torch.Tensor
     log_sigma: torch.Tensor
     reward: torch.Tensor
     done_logit: torch.Tensor
+    reward_heads: torch.Tensor | None = None
+
+    def float(self) -> MDNOutput:
+        """Every tensor in float32 (M may run in bf16)."""
+        return MDNOutput(*(None if x is None else x.float() for x in self))
+
+    def reward_spread(self) -> torch.Tensor:
+        """The standard deviation of the reward heads' predictions (...): 0 with one head."""
+        if self.reward_heads is None or self.reward_heads.shape[-1] < 2:
+            return torch.zeros_like(self.reward)
+        return self.reward_heads.std(dim=-1)
 
 
 class MDNRNN(nn.Module):
@@ -46,12 +59,19 @@ class MDNRNN(nn.Module):
         self.core = CORES[config.core](config.z_dim, config.action_dim, config.hidden, **config.core_options)
         z, k = config.z_dim, config.mixtures
         self.head = nn.Linear(self.core.feature_size, 3 * z * k + 2)
+        # Reward heads 2 … E (the first is in ``head``), each initialised on its own draw: an ensemble whose
+        # disagreement grows where M has seen little.
+        self.more_rewards = nn.Linear(self.core.feature_size, config.reward_heads - 1) if config.reward_heads > 1 else None
 
     def _heads(self, features: torch.Tensor) -> MDNOutput:
         z, k = self.config.z_dim, self.config.mixtures
         out = self.head(features)
         mix = out[..., : 3 * z * k].unflatten(-1, (3, z, k))
-        return MDNOutput(mix[..., 0, :, :], mix[..., 1, :, :], mix[..., 2, :, :], out[..., -2], out[..., -1])
+        reward, heads = out[..., -2], None
+        if self.more_rewards is not None:
+            heads = torch.cat([reward.unsqueeze(-1), self.more_rewards(features)], dim=-1)
+            reward = heads.mean(dim=-1)
+        return MDNOutput(mix[..., 0, :, :], mix[..., 1, :, :], mix[..., 2, :, :], reward, out[..., -1], heads)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         return self.core.initial_state(batch, torch.device(device))
@@ -121,13 +141,30 @@ def mixture_mean(out: MDNOutput) -> torch.Tensor:
     return (torch.softmax(out.logit_pi, dim=-1) * out.mu).sum(-1)
 
 
+def reward_loss(out: MDNOutput, reward: torch.Tensor, mask: torch.Tensor, over_weight: float = 1.0) -> torch.Tensor:
+    """The reward heads' squared error, each error where a head predicts more than the real reward weighted by
+    ``over_weight`` (> 1: a dream that over-promises costs more than one that under-promises). With E > 1 heads,
+    each head learns on its own bootstrap half of the batch's sequences (drawn from torch's generator), so the
+    heads disagree where the data is thin."""
+    heads = out.reward.unsqueeze(-1) if out.reward_heads is None else out.reward_heads  # (B, T, E)
+    err = heads - reward.unsqueeze(-1)
+    sq = torch.where(err > 0, over_weight, 1.0) * err ** 2
+    if heads.shape[-1] > 1:
+        keep = (torch.rand(heads.shape[0], 1, heads.shape[-1], device=heads.device) < 0.5).to(sq.dtype)
+        sq = sq * keep * 2.0
+    return (sq.mean(dim=-1) * mask).sum() / mask.sum().clamp(min=1)
+
+
 def loss(out: MDNOutput, z_next: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
-         mask: torch.Tensor, done_weight: float = 1.0) -> dict:
-    """M's training loss terms. z_next (B, T, Z); reward, done, mask (B, T)."""
+         mask: torch.Tensor, done_weight: float = 1.0, reward_over_weight: float = 1.0) -> dict:
+    """M's training loss terms. z_next (B, T, Z); reward, done, mask (B, T). ``reward_mse`` reports the mean
+    prediction's plain squared error; what is optimised is ``reward_loss``'s (the same with one head and weight 1)."""
     n = mask.sum().clamp(min=1)
     nll = mixture_nll(out, z_next, mask)
     reward_mse = ((out.reward - reward) ** 2 * mask).sum() / n
+    fitted = reward_mse if out.reward_heads is None and reward_over_weight == 1.0 else \
+        reward_loss(out, reward, mask, reward_over_weight)
     pos_weight = torch.tensor(done_weight, device=done.device)
     bce = F.binary_cross_entropy_with_logits(out.done_logit, done.float(), pos_weight=pos_weight, reduction="none")
     done_bce = (bce * mask).sum() / n
-    return {"loss": nll + reward_mse + done_bce, "nll": nll, "reward_mse": reward_mse, "done_bce": done_bce}
+    return {"loss": nll + fitted + done_bce, "nll": nll, "reward_mse": reward_mse, "done_bce": done_bce}

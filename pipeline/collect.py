@@ -16,17 +16,33 @@ from data.store import Episode, RolloutStore, ShardInfo
 from pipeline.compute import pool
 from pipeline.contract.errors import UsageError
 from pipeline.contract.seeding import episode_seed
+from pipeline.controller_policy import ControllerPolicy
 from pipeline.reporting.progress import bar as progress_bar
 
+ROUND_STRIDE = 1_000_000  # episode ids of round r ≥ 1 of iterative training: r·ROUND_STRIDE + i
 
-def play_episode(source: envs.EnvSource, env, episode_id: int, seed: int, policy_kind: str) -> Episode:
-    """Play one exploration episode from ``env.reset(seed=seed)`` with the policy seeded by ``seed``."""
-    policy = source.exploration_policy(policy_kind, np.random.default_rng(seed))
-    policy.reset()
+
+def round_ids(round_: int, episodes: int) -> list[int]:
+    """The episode ids a collection of ``episodes`` episodes holds: 0 … N−1 for the first collection (round 0), and
+    a block of its own for each later round, so that rounds never share an id (nor, through it, a seed)."""
+    return [round_ * ROUND_STRIDE + i for i in range(episodes)]
+
+
+def play_episode(source: envs.EnvSource, env, episode_id: int, seed: int, policy_kind: str, policy=None,
+                 round_: int = 0) -> Episode:
+    """Play one episode from ``env.reset(seed=seed)``: with the exploration policy ``policy_kind`` seeded by
+    ``seed``, or with ``policy`` (a ``ControllerPolicy``, which acts on each preprocessed frame)."""
+    if policy is None:
+        explorer = source.exploration_policy(policy_kind, np.random.default_rng(seed))
+        explorer.reset()
+        act = lambda frame: explorer.act()  # noqa: E731 (exploration ignores the frame)
+    else:
+        policy.reset(seed)
+        act = policy.act
     obs, _ = env.reset(seed=seed)
     frames, actions, rewards, terms, truncs = [source.preprocess(obs)], [], [], [], []
     while True:
-        action = policy.act()
+        action = act(frames[-1])
         obs, reward, terminated, truncated, _ = env.step(action)
         frames.append(source.preprocess(obs))
         actions.append(action)
@@ -44,6 +60,7 @@ def play_episode(source: envs.EnvSource, env, episode_id: int, seed: int, policy
         truncations=np.asarray(truncs, dtype=bool),
         seed=seed,
         policy=policy_kind,
+        round=round_,
     )
 
 
@@ -58,6 +75,9 @@ class CollectJob:
     policy: str
     max_steps: int
     shard_size: int
+    round: int = 0  # iterative training's round (0: the first collection)
+    controller: dict | None = None  # --policy controller: the run's vae.pt, mdnrnn.pt and controller.pt, as bytes
+    noise: float = 0.0  # --policy controller: σ of the Gaussian noise on C's outputs
 
 
 def shard_info(job: CollectJob, source: envs.EnvSource) -> ShardInfo:
@@ -65,7 +85,8 @@ def shard_info(job: CollectJob, source: envs.EnvSource) -> ShardInfo:
         env=job.env,
         spaces=source.space_json(),
         preprocessing=source.preprocessing,
-        extra={"collect_seed": job.seed, "policy": job.policy, "max_steps": job.max_steps, "state": job.state or ""},
+        extra={"collect_seed": job.seed, "policy": job.policy, "max_steps": job.max_steps, "state": job.state or "",
+               "round": job.round, "noise": job.noise},
     )
 
 
@@ -76,21 +97,24 @@ class Collector:
     def __init__(self, job: CollectJob):
         self.job, self.source = job, envs.get(job.env, job.state)
         self.env = self.source.make(job.max_steps)
+        self.policy = None
+        if job.controller is not None:
+            self.policy = ControllerPolicy(job.controller, job.env, job.state, job.noise)
 
     def play(self, episode_id: int) -> Episode:
         job = self.job
-        return play_episode(self.source, self.env, episode_id, episode_seed(job.seed, episode_id), job.policy)
+        return play_episode(self.source, self.env, episode_id, episode_seed(job.seed, episode_id), job.policy,
+                            self.policy, job.round)
 
 
 def check_compatible(store: RolloutStore, job: CollectJob) -> None:
     """Refuse to mix episodes collected with other settings into one dataset: every file's settings must agree
-    (``RolloutStore.attrs``), and be this job's."""
+    (``RolloutStore.attrs``), and be this job's; and the episodes of this job's round must have its policy."""
     if not store.root.is_dir() or not store.files():
         return
     attrs = store.attrs()
     for name, flag, want in (("env_name", "--env", job.env), ("collect_seed", "--seed", job.seed),
-                             ("policy", "--policy", job.policy), ("max_steps", "--steps", job.max_steps),
-                             ("state", "--state", job.state or "")):
+                             ("max_steps", "--steps", job.max_steps), ("state", "--state", job.state or "")):
         have = attrs.get(name)
         have = have.item() if hasattr(have, "item") else have
         if have is not None and have != want:
@@ -98,6 +122,11 @@ def check_compatible(store: RolloutStore, job: CollectJob) -> None:
                 f"{store.root} holds episodes collected with {flag} {have}, not {want}: "
                 f"pass {flag} {have} to complete it, or --data NEWDIR for a new dataset"
             )
+    other = {ref.policy for ref in store.index() if ref.round == job.round and ref.policy not in ("", job.policy)}
+    if other:
+        where = "its first collection" if job.round == 0 else f"round {job.round}"
+        raise UsageError(f"{store.root} holds {where} played with --policy {sorted(other)[0]}, not {job.policy}: pass "
+                         f"--policy {sorted(other)[0]} to complete it, or --data NEWDIR for a new dataset")
 
 
 def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True, backend: str = "local",
@@ -117,7 +146,7 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
         info.spaces = json.loads(store.attrs()["spaces"])
     store.recover(info)
     have = {ref.id for ref in store.index()}
-    missing = [i for i in range(episodes) if i not in have]
+    missing = [i for i in round_ids(job.round, episodes) if i not in have]
     present = episodes - len(missing)
     if not missing:
         return present, 0

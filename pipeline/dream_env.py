@@ -148,13 +148,20 @@ def step(m: MDNRNN, source: envs.EnvSource, z: torch.Tensor, state: tuple, actio
     sampled at τ, M's next state. ``observed``: z came from V (a real frame), not from M's own sample."""
     a = torch.from_numpy(source.encode_actions(source.stored_actions(actions))).to(z.device)
     out, state = m.step(z, a, state, dream=not observed)  # cores with a prior/posterior split dream on the prior
-    out = MDNOutput(*(x.float() for x in out))
+    out = out.float()
     return out, sample(out, temperature, generator), state
+
+
+def reward_of(out: MDNOutput, penalty: float = 0.0) -> torch.Tensor:
+    """The reward a dream pays (N,): M's mean reward prediction, less ``penalty`` times the spread of its reward
+    heads (a conservative reward: where M's heads disagree, the dream promises less)."""
+    return out.reward if penalty == 0 else out.reward - penalty * out.reward_spread()
 
 
 @torch.no_grad()
 def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, actor: Actor, steps: int,
-          temperature: float, generator: torch.Generator, record: bool = False, until_done: bool = True) -> DreamResult:
+          temperature: float, generator: torch.Generator, record: bool = False, until_done: bool = True,
+          reward_penalty: float = 0.0) -> DreamResult:
     """Roll N dreams forward together from z_0 (N, Z) and M's ``state``, for at most ``steps`` steps.
 
     Episodes that ended keep stepping with the rest (the batch keeps its shape) but add no reward or steps;
@@ -172,7 +179,7 @@ def dream(m: MDNRNN, source: envs.EnvSource, z0: torch.Tensor, state: tuple, act
         # z_0 was observed (encoded from a real frame); every later z is M's own sample.
         out, z, state = step(m, source, z, state, actions, temperature, generator, observed=t == 0)
         done_prob = torch.sigmoid(out.done_logit)
-        returns += torch.where(alive, out.reward.double(), 0.0)
+        returns += torch.where(alive, reward_of(out, reward_penalty).double(), 0.0)
         lengths += alive
         alive &= done_prob <= DONE_THRESHOLD
         if record:
@@ -240,11 +247,11 @@ class DreamEvaluator:
     """
 
     def __init__(self, world: WorldModel, latents: Path, max_steps: int, temperature: float,
-                 device: torch.device, warmup: int = 0, threads: int = 1):
+                 device: torch.device, warmup: int = 0, threads: int = 1, reward_penalty: float = 0.0):
         """``threads``: torch's CPU threads while a batch dreams (the results are the same for any number; the
-        stage gives the cores its real-env workers leave idle meanwhile)."""
+        stage gives the cores its real-env workers leave idle meanwhile). ``reward_penalty``: see ``reward_of``."""
         self.world, self.max_steps, self.temperature, self.device = world, max_steps, temperature, device
-        self.threads = threads
+        self.threads, self.reward_penalty = threads, reward_penalty
         self.m = copy.deepcopy(world.mdnrnn).to(device).eval()
         self.starts = StartFrames(latents, warmup, world.vae_fingerprint)
 
@@ -257,7 +264,8 @@ class DreamEvaluator:
             z0, state = begin(self.m, starts, self.device)
             params_t = torch.as_tensor(params, dtype=torch.float32, device=self.device)
             return dream(self.m, self.world.source, z0, state, controller_actor(self.world, params_t), self.max_steps,
-                         self.temperature, torch.Generator(self.device).manual_seed(seed))
+                         self.temperature, torch.Generator(self.device).manual_seed(seed),
+                         reward_penalty=self.reward_penalty)
 
     def play(self, params: np.ndarray, seeds: Sequence[int]) -> tuple[np.ndarray, int]:
         """params (N, P) one controller per episode, seeds (N,) → returns (N,), dream steps taken."""

@@ -169,19 +169,32 @@ def export(data: Path, dataset_id: str, root: Path | None = None):
             raise UsageError(f"argument --dataset: a Minari dataset {dataset_id} exists already in "
                              f"{minari.storage.get_dataset_path()}: pass another id (or version), or `minari delete "
                              f"{dataset_id}`")
-        return minari.create_dataset_from_buffers(
+        policies = sorted({ref.policy for ref in refs if ref.policy})
+        dataset = minari.create_dataset_from_buffers(
             dataset_id, buffers(), env=gym_id,
             observation_space=gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8), action_space=source.action_space,
-            algorithm_name=f"world-models 01_collect.py --policy {attrs.get('policy', '?')}",
+            algorithm_name=f"world-models 01_collect.py --policy {'+'.join(policies) or '?'}",
             description=f"{len(refs)} episodes of {env} collected by World Models' 01_collect.py; frames "
                         f"preprocessed: {attrs.get('preprocessing', '?')}",
             data_format="hdf5", jpeg_encoding=False)
+        keep_provenance(minari.storage.get_dataset_path(dataset_id), refs)
+        return dataset
     finally:
         if root is not None:
             if previous is None:
                 os.environ.pop("MINARI_DATASETS_PATH", None)
             else:
                 os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def keep_provenance(dataset_path: Path, refs: list) -> None:
+    """Each exported episode keeps the policy and the round that collected it, as attributes of its group in
+    Minari's ``main_data.hdf5`` (episode i is the i-th of ``refs``)."""
+    import h5py
+
+    with h5py.File(Path(dataset_path) / "data" / "main_data.hdf5", "a") as f:
+        for i, ref in enumerate(refs):
+            f[f"episode_{i}"].attrs.update({"policy": ref.policy or "", "round": ref.round})
 
 
 def main(argv: list[str] | None = None) -> None:

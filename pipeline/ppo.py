@@ -10,6 +10,10 @@ Episodes of env ``i`` play from the TRIALS seeds of index ``i`` (``pipeline.cont
 scored every ``--eval-every`` iterations on SELECTION seeds, and ``--evaluate N`` scores it on the same
 EVALUATE seeds as a CMA-ES controller, so the two are compared on the same episodes.
 
+With ``--in dream`` PPO learns in M's dream instead (``pipeline.dream_vector_env``: ``DREAMS`` dreams stepped as
+one batch, M's reward and done); the policy it keeps is still chosen on real selection episodes, and scored on
+real EVALUATE episodes.
+
 Files in the run: ``ppo.zip`` (SB3's checkpoint, with the optimiser, written after every iteration: a run
 resumes from its last iteration, the episodes in flight starting over) and ``ppo_best.zip`` (the policy that
 scored best on the selection episodes: the one ``--evaluate`` scores). Rows go to ``metrics/controller.csv``
@@ -27,11 +31,14 @@ import torch
 
 from models.vae import sample_z, to_input
 from pipeline.contract.errors import UsageError
+from pipeline.contract.runconfig import latents_path
 from pipeline.contract.seeding import Purpose, episode_seeds
+from pipeline.dream_vector_env import DreamVectorEnv, stable_baselines_env
 from pipeline.reporting import metrics
 from pipeline.world_model import WorldModel
 
 CHECKPOINT, BEST = "ppo.zip", "ppo_best.zip"
+DREAMS = 32  # --in dream: dreams PPO steps side by side (an iteration is --n-steps of each)
 
 
 def sb3():
@@ -111,19 +118,26 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
     base = sb3()
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     run: Path = args.run
-    per_iteration = args.n_steps * args.workers
+    in_dream = getattr(args, "train_in", "env") == "dream"
+    n_envs = DREAMS if in_dream else args.workers
+    per_iteration = args.n_steps * n_envs
     model = base.PPO.load(run / CHECKPOINT, device="cpu") if (run / CHECKPOINT).exists() else None
     start = model.num_timesteps if model is not None else 0
     log = open_log(start // per_iteration)
     # Env i's episode seeds: a stream of its own, and a new one each time the run resumes (none played twice).
-    first = start // per_iteration * args.workers
-    # Emulators that allow one instance per process (stable-retro) get a process per env; the scorer below has
-    # this one's.
-    vec = SubprocVecEnv if world.source.max_envs_per_process else DummyVecEnv
-    envs_ = vec([lambda i=i: Monitor(FeatureEnv(world, args.steps, args.seed, first + i)) for i in range(args.workers)])
+    first = start // per_iteration * n_envs
+    if in_dream:
+        dreams = DreamVectorEnv(world, latents_path(run), n_envs, args.steps, args.temperature, seed=args.seed + first,
+                                warmup=args.warmup, reward_penalty=args.reward_penalty)
+        envs_ = VecMonitor(stable_baselines_env(dreams))
+    else:
+        # Emulators that allow one instance per process (stable-retro) get a process per env; the scorer below has
+        # this one's.
+        vec = SubprocVecEnv if world.source.max_envs_per_process else DummyVecEnv
+        envs_ = vec([lambda i=i: Monitor(FeatureEnv(world, args.steps, args.seed, first + i)) for i in range(n_envs)])
     scorer = FeatureEnv(world, args.steps, args.seed)
     if model is not None:
         model.set_env(envs_)
@@ -147,13 +161,15 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
         def _on_rollout_end(self) -> None:
             nonlocal best
             iteration = self.model.num_timesteps // per_iteration
-            row, finished = {"generation": iteration, "env_steps": per_iteration}, self.finished
+            row, finished = {"generation": iteration, "env_steps": 0 if in_dream else per_iteration}, self.finished
+            if in_dream:
+                row["dream_steps"] = per_iteration
             if finished:
                 row.update(best=max(finished), mean=float(np.mean(finished)), worst=min(finished))
             if iteration % args.eval_every == 0 or self.model.num_timesteps >= args.timesteps:
                 seeds = episode_seeds(args.seed, Purpose.SELECTION, iteration, args.eval_episodes)
                 scores, steps = play(self.model, scorer, seeds)
-                row.update(eval_mean=scores.mean(), eval_std=scores.std(), env_steps=per_iteration + steps)
+                row.update(eval_mean=scores.mean(), eval_std=scores.std(), env_steps=row["env_steps"] + steps)
                 if scores.mean() > best:
                     best = float(scores.mean())
                     self.model.save(run / BEST)

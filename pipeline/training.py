@@ -73,21 +73,22 @@ def vae_validate(vae: ConvVAE, batches: Iterable[torch.Tensor], device: torch.de
     return avg.pop()
 
 
-def mdn_terms(model: mdn.MDNRNN, b: dict, device: torch.device, done_weight: float) -> dict:
+def mdn_terms(model: mdn.MDNRNN, b: dict, device: torch.device, done_weight: float,
+              reward_over_weight: float = 1.0) -> dict:
     """Teacher-forced loss terms on a batch already on ``device``, and the core's extras. ``loss`` is what
     is optimised: M's NLL, reward and done terms plus the core's ``loss_*`` extras."""
     with autocast(device):
         out, _, extras = model(b["z"], b["actions"])
-    out = mdn.MDNOutput(*(t.float() for t in out))
-    terms = mdn.loss(out, b["z_next"], b["rewards"], b["dones"], b["mask"], done_weight)
+    terms = mdn.loss(out.float(), b["z_next"], b["rewards"], b["dones"], b["mask"], done_weight, reward_over_weight)
     terms["loss"] = terms["loss"] + sum(v for k, v in extras.items() if k.startswith("loss_"))
     return {**extras, **terms}
 
 
 def mdn_step(model: mdn.MDNRNN, opt: torch.optim.Optimizer, batch: dict, device: torch.device,
-             grad_clip: float, done_weight: float) -> dict:
+             grad_clip: float, done_weight: float, reward_over_weight: float = 1.0) -> dict:
     """One teacher-forced step on a batch from ``data.latents.batch``; gradient norm clipped."""
-    terms = mdn_terms(model, {k: v.to(device, non_blocking=True) for k, v in batch.items()}, device, done_weight)
+    terms = mdn_terms(model, {k: v.to(device, non_blocking=True) for k, v in batch.items()}, device, done_weight,
+                      reward_over_weight)
     opt.zero_grad(set_to_none=True)
     terms["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -97,7 +98,7 @@ def mdn_step(model: mdn.MDNRNN, opt: torch.optim.Optimizer, batch: dict, device:
 
 @torch.no_grad()
 def mdn_validate(model: mdn.MDNRNN, episodes: list[latent_data.LatentEpisode], seq_len: int, batch: int,
-                 device: torch.device, done_weight: float, seed: int) -> dict[str, float]:
+                 device: torch.device, done_weight: float, seed: int, reward_over_weight: float = 1.0) -> dict[str, float]:
     """Validation losses over every window of ``episodes``. z is sampled with a fixed seed, and so is the
     noise of stochastic cores (vsg, svsg), on a forked generator that leaves training's stream untouched."""
     avg = Averages()
@@ -108,7 +109,7 @@ def mdn_validate(model: mdn.MDNRNN, episodes: list[latent_data.LatentEpisode], s
         torch.manual_seed(seed)
         for s in range(0, len(picks), batch):
             b = {k: v.to(device) for k, v in latent_data.batch(episodes, picks[s: s + batch], seq_len, rng).items()}
-            avg.add(mdn_terms(model, b, device, done_weight), int(b["mask"].sum()))
+            avg.add(mdn_terms(model, b, device, done_weight, reward_over_weight), int(b["mask"].sum()))
     model.train()
     return avg.pop()
 

@@ -3,6 +3,7 @@ import json
 import warnings
 
 import gymnasium as gym
+import h5py
 import minari
 import numpy as np
 import pytest
@@ -32,6 +33,10 @@ def test_an_exported_data_folder_opens_in_minari_with_every_array_as_stored(tiny
         stored = read_episode(ref)
         for name in ("observations", "actions", "rewards", "terminations", "truncations"):
             np.testing.assert_array_equal(getattr(episode, name), getattr(stored, name), err_msg=name)
+    # Each episode keeps its provenance: the policy and the round that collected it.
+    with h5py.File(root / "world-models/carracing/tiny-v0/data/main_data.hdf5") as f:
+        assert [(f[f"episode_{i}"].attrs["policy"], int(f[f"episode_{i}"].attrs["round"])) for i in range(4)] == \
+            [("brownian", 0)] * 4
     # The same id again: one line, and the dataset already there is kept.
     again = run_stage("export_minari.py", "--data", tiny_run["data"], "--dataset", "world-models/carracing/tiny-v0",
                       "--root", root, check=False)

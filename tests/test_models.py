@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import envs
@@ -84,15 +85,18 @@ def test_temperature_sharpens_component_choice_and_scales_variance():
         assert abs(float(sample(single, t, g).var()) / (4.0 * t) - 1) < 0.02
 
 
-def test_mdnrnn_step_by_step_equals_the_sequence():
-    m = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden=16, mixtures=2))
+@pytest.mark.parametrize("heads", [1, 3])
+def test_mdnrnn_step_by_step_equals_the_sequence(heads):
+    m = MDNRNN(MDNRNNConfig(z_dim=4, action_dim=3, hidden=16, mixtures=2, reward_heads=heads))
     z, a = torch.randn(2, 7, 4), torch.randn(2, 7, 3)
     seq, final, _ = m(z, a)
     state = m.initial_state(2)
     for t in range(7):
         step, state = m.step(z[:, t], a[:, t], state)
+        assert (step.reward_heads is None) == (heads == 1)
         for s_field, q_field in zip(step, seq):
-            assert torch.allclose(s_field, q_field[:, t], atol=1e-5)
+            if s_field is not None:
+                assert torch.allclose(s_field, q_field[:, t], atol=1e-5)
     assert torch.allclose(m.controller_features(state), m.controller_features(final), atol=1e-5)
     assert seq.logit_pi.shape == (2, 7, 4, 2)
 

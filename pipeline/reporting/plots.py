@@ -58,6 +58,34 @@ def score_vs_budget(csv_path: Path, out: Path, title: str) -> None:
     save(fig, out)
 
 
+def rounds(csv_path: Path, out: Path) -> None:
+    """Iterative training round by round (metrics/rounds.csv): C's real and dream returns and M's calibration (its
+    dream of C against the real episodes from the same first frames) against rounds (left) and real env steps
+    (middle); M's NLL on each round's new episodes before and after fine-tuning (right)."""
+    rows = metrics.read(csv_path)
+    col = lambda name: np.array([r.get(name, np.nan) for r in rows], dtype=float)  # noqa: E731
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, x, label in ((axes[0], col("round"), "round"), (axes[1], col("real_env_steps"), "real env steps")):
+        ax.errorbar(x, col("c_real_return"), yerr=col("c_real_std"), marker="o", capsize=3, label="C, real env")
+        ax.plot(x, col("c_dream_return"), marker="s", label="C, M's dream")
+        ax.plot(x, col("calibration_dream"), ls="--", marker=".", label="calibration: dream from real starts")
+        ax.plot(x, col("calibration_real"), ls="--", marker=".", label="calibration: the real episodes")
+        ax.set_xlabel(label)
+        ax.set_ylabel("return")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[2].plot(col("round"), col("nll_new_before"), marker="o", label="before fine-tuning")
+    axes[2].plot(col("round"), col("nll_new_after"), marker="o", label="after fine-tuning")
+    axes[2].set_xlabel("round")
+    axes[2].set_ylabel("M's NLL on the round's new episodes")
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
+    fig.suptitle("iterative training")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    save(fig, out)
+
+
 def save(fig, out: Path, dpi: int = 100) -> None:
     """Write ``fig`` as a PNG atomically (an interrupted write never replaces the last good figure), and close it."""
     with atomic(out) as tmp:

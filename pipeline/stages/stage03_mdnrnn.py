@@ -86,7 +86,15 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
     p.add_argument("--hidden", type=positive_int, default=256, help="size of the recurrent state")
     p.add_argument("--mixtures", type=positive_int, default=5, help="Gaussian components per latent dimension")
     p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient-norm clipping")
-    p.add_argument("--done-weight", type=positive_float, default=10.0, help="weight of done=1 steps in the done BCE")
+    p.add_argument("--done-weight", type=done_weight, default=10.0,
+                   help="weight of done=1 steps in the done BCE; balanced: the training data's ratio of other steps "
+                        "to done steps, so both classes weigh the same")
+    p.add_argument("--reward-over-weight", type=positive_float, default=1.0,
+                   help="weight of the reward errors that over-predict (> 1: a dream that over-promises costs more "
+                        "than one that under-promises)")
+    p.add_argument("--reward-heads", type=cli.positive_int_up_to(64), default=1,
+                   help="E reward heads, each on its own bootstrap half of every batch; their spread is M's doubt, "
+                        "which 04 --reward-penalty and iterate.py --reward-penalty take off the dream's reward")
     p.add_argument("--val-fraction", type=fraction, default=0.05, help="share of episodes held out (by id)")
     p.add_argument("--encode-batch", type=positive_int, default=1000, help="frames per V forward pass when encoding")
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="auto: CUDA (bf16) when present")
@@ -115,6 +123,18 @@ def parser(description: str = __doc__.splitlines()[0]) -> Parser:
     return p
 
 
+def done_weight(text: str) -> float | str:
+    """--done-weight: a positive number, or ``balanced``."""
+    return "balanced" if text == "balanced" else positive_float(text)
+
+
+def balanced_done_weight(episodes) -> float:
+    """The ratio of steps that are not done to steps that are, over ``episodes`` (1 when none is done)."""
+    dones = sum(int(np.sum(e.terminations)) for e in episodes)
+    steps = sum(e.length for e in episodes)
+    return (steps - dones) / dones if dones else 1.0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser()
     args = parse_stage_args(p, "mdnrnn", argv)
@@ -123,6 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         only_with(p, args, [f"--{name.replace('_', '-')}"], args.core in users, f"with --core {' or '.join(users)}")
     only_with(p, args, ["--vae-weight", "--vae-lr", "--inverse-weight", "--balance", "--calibration-steps", "--collapse-recon",
                         "--collapse-fit"], args.joint, "with --joint")
+    if args.joint and args.done_weight == "balanced":
+        p.error("argument --done-weight: balanced is not available with --joint; give a number")
     if args.joint and args.balance == "auto" and (args.vae_weight != 1.0 or args.inverse_weight != 1.0):
         p.error("argument --balance: auto chooses --vae-weight and --inverse-weight; drop them")
     return args
@@ -153,7 +175,8 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
     store, refs = open_store(args)
     dataset = index_hash(refs, store.attrs())
     config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=args.source.action_dim,
-                          hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options)
+                          hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options,
+                          reward_heads=args.reward_heads)
     if args.joint:
         if (args.run / "joint.pt").exists():
             check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
@@ -189,6 +212,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
     val_ids = {r.id for r in val_refs}
     train = [e for e in episodes if e.id not in val_ids]
     val = [e for e in episodes if e.id in val_ids]
+    weight = balanced_done_weight(train) if args.done_weight == "balanced" else args.done_weight
 
     columns = [*LOSSES, *model.core.extras]
     # The metrics are checked (and rows past the checkpoint dropped) before anything else is written.
@@ -198,7 +222,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
                  key="epoch", resume_after=progress["epoch"], live=watch)
     save_stage_config(args.run, "mdnrnn", args, dataset=dataset,
                       z_dim=config.z_dim, action_dim=config.action_dim,
-                      core_options=options, train_episodes=len(train), val_episodes=len(val))
+                      core_options=options, train_episodes=len(train), val_episodes=len(val), done_weight_used=weight)
     with watch:
         for epoch in range(progress["epoch"], args.epochs):
             rng, batches = epoch_plan(train, args.seq_len, args.batch, args.seed, epoch)
@@ -206,13 +230,14 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
             start = time.perf_counter()
             for picks in progress_bar(batches, desc=f"mdnrnn epoch {epoch + 1}/{args.epochs}"):
                 batch = latent_data.batch(train, picks, args.seq_len, rng)
-                terms = mdn_step(model, opt, batch, device, args.grad_clip, args.done_weight)
+                terms = mdn_step(model, opt, batch, device, args.grad_clip, weight, args.reward_over_weight)
                 progress["step"] += 1
                 check_finite(terms, f"step {progress['step']} (epoch {epoch + 1})")
                 avg.add(terms, int(batch["mask"].sum()))
             train_seconds = time.perf_counter() - start  # the optimisation steps alone, for steps/s comparisons
             row = avg.pop()
-            val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, args.done_weight, args.seed) if val else {}
+            val_terms = mdn_validate(model, val, args.seq_len, args.batch, device, weight, args.seed,
+                                     args.reward_over_weight) if val else {}
             log.write(epoch=epoch + 1, step=progress["step"], train_seconds=train_seconds, **{k: row[k] for k in columns},
                       **{f"val_{k}": val_terms[k] for k in columns if k in val_terms})
             watch.scalars(epoch + 1, {"steps_per_s": len(batches) / train_seconds})
@@ -234,7 +259,8 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
 
 def settings(config: dict) -> dict:
     """What a checkpoint's M must share with this run to resume it: sizes, core and the core's options."""
-    return {**{k: config[k] for k in ("z_dim", "action_dim", "hidden", "mixtures", "core")}, **config["core_options"]}
+    return {**{k: config[k] for k in ("z_dim", "action_dim", "hidden", "mixtures", "core")},
+            "reward_heads": config.get("reward_heads", 1), **config["core_options"]}
 
 
 @torch.no_grad()

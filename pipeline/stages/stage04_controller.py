@@ -33,6 +33,7 @@ from pipeline.contract.cli import (
     Parser,
     add_backend_flags,
     check_backend_flags,
+    nonneg_float,
     only_with,
     parse_stage_args,
     positive_float,
@@ -56,7 +57,8 @@ from pipeline.world_model import WorldModel
 # (a run may switch between the env and the dream), how many episodes score a candidate (more trials late cut
 # the ranking noise) and how the CMA mean is scored for selection; not the ES itself.
 MAY_CHANGE = {"generations", "timesteps", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
-              "eval_episodes", "evaluate", "reselect", "train_in", "temperature", "real_every", "warmup", "device", "log"}
+              "eval_episodes", "evaluate", "reselect", "train_in", "temperature", "real_every", "warmup", "device", "log",
+              "reward_penalty"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
 
@@ -94,6 +96,9 @@ def parser() -> Parser:
     p.add_argument("--real-every", type=positive_int,
                    help="dream mode: generations between real-env scorings of the best candidate and the CMA mean "
                         "(default: --eval-every)")
+    p.add_argument("--reward-penalty", type=nonneg_float, default=0.0,
+                   help="dream mode: the dream pays M's mean reward less this times the spread of its reward heads "
+                        "(M trained with 03 --reward-heads E > 1): a conservative reward where M is unsure")
     p.add_argument("--warmup", type=cli.nonneg_int_up_to(cli.MAX_STEPS), default=0,
                    help="dream mode: real steps M reads before each dream starts (0: M starts from its initial state)")
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
@@ -111,11 +116,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("argument --reselect: choose the controller first, then --evaluate it, in two runs")
     if args.evaluate and args.train_in == "dream":
         p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
-    only_with(p, args, ["--temperature", "--real-every", "--warmup"], args.train_in == "dream", "with --in dream")
+    only_with(p, args, ["--temperature", "--real-every", "--warmup", "--reward-penalty"], args.train_in == "dream",
+              "with --in dream")
     args.algo = args.algo or load_config(args.run).get("controller", {}).get("algo") or "cmaes"
     only_with(p, args, ["--timesteps", "--n-steps"], args.algo == "ppo", "with --algo ppo")
-    if args.algo == "ppo" and args.train_in == "dream":
-        p.error("argument --in: PPO learns in the real env here; drop --in dream (or use --algo cmaes)")
+    if args.algo == "ppo" and args.train_in == "dream" and args.real_every is not None:
+        p.error("argument --real-every: PPO scores its policy every --eval-every iterations; drop --real-every")
     args.steps = args.steps or args.source.default_max_steps
     return args
 
@@ -190,7 +196,8 @@ def evolve(args: argparse.Namespace, world: WorldModel, in_dream: bool) -> None:
     if in_dream:
         # While a generation dreams the real-env workers are idle: the dream takes their cores as threads.
         dreamer = DreamEvaluator(world, latents_path(args.run), args.steps, args.temperature,
-                                 devices.resolve(args.device), args.warmup, threads=min(args.workers, os.cpu_count()))
+                                 devices.resolve(args.device), args.warmup, threads=min(args.workers, os.cpu_count()),
+                                 reward_penalty=args.reward_penalty)
     # The metrics are checked (and rows past the ES state dropped) before anything else is written.
     watch = live.Live(args.run, "controller", args.log, state.generation, vars(args))
     log = CsvLog(args.run / "metrics" / "controller.csv", FIELDS, key="generation", resume_after=state.generation,
