@@ -213,11 +213,11 @@ def load_best(run: Path):
     return sb3().PPO.load(path, device="cpu")
 
 
-def evaluate(args: argparse.Namespace, world: WorldModel) -> np.ndarray:
-    """``--evaluate N`` for a PPO run: the kept policy on the EVALUATE seeds, the same as a CMA-ES controller's."""
+def evaluate(args: argparse.Namespace, world: WorldModel, seeds: list[int]) -> np.ndarray:
+    """``--evaluate N`` for a PPO run: the kept policy on EVALUATE seeds, the same as a CMA-ES controller's."""
     model = load_best(args.run)
     env = FeatureEnv(world, args.steps, args.seed)
     try:
-        return play(model, env, episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate))[0]
+        return play(model, env, seeds)[0]
     finally:
         env.close()

@@ -16,6 +16,7 @@ from PIL import Image
 
 import envs
 from conftest import run_stage
+from pipeline.contract import evaluations
 from data import latents as latent_data
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, mixture_mean
@@ -74,7 +75,7 @@ def test_dream_training_logs_both_worlds_resumes_and_evaluates_in_the_real_env(t
     assert [r["generation"] for r in rows(run / "metrics" / "controller.csv")] == ["1", "2", "3", "4"]
 
     out = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "1", "--evaluate", "2")
-    result = json.loads((run / "controller_eval.json").read_text())
+    result = evaluations.latest(run)
     assert len(result["returns"]) == 2 and f"{result['mean']:.1f} ± {result['std']:.1f}" in out.stdout
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY, copy_run, rows, run_stage
+from pipeline.contract import evaluations
 from data.store import RolloutStore
 
 
@@ -93,7 +94,7 @@ def test_controller_stage_outputs(tiny_run):
         assert float(r["worst"]) <= float(r["mean"]) <= float(r["best"])
         assert r["eval_mean"] != ""
     assert (run / "es_state.pkl").exists() and (run / "plots" / "controller_fitness.png").exists()
-    result = json.loads((run / "controller_eval.json").read_text())
+    result = evaluations.latest(run)
     assert result["episodes"] == 3 and len(result["returns"]) == 3
     assert f"{result['mean']:.1f} ± {result['std']:.1f}" in tiny_run["evaluate"].stdout
 

@@ -7,6 +7,7 @@ import numpy as np
 from stable_baselines3 import PPO
 
 from conftest import TINY, assert_one_line_error, run_stage
+from pipeline.contract import evaluations
 from pipeline import ppo
 
 
@@ -63,7 +64,7 @@ def test_04_trains_c_with_ppo_resumes_and_scores_it_as_cmaes_is_scored(tiny_run,
     assert json.loads((run / "config.json").read_text())["controller"]["algo"] == "ppo"
     # --evaluate finds the algorithm in the run's config; the same EVALUATE seeds as a CMA-ES controller's.
     out = run_stage("04_train_controller.py", "--run", run, "--steps", "30", "--evaluate", "3")
-    result = json.loads((run / "controller_eval.json").read_text())
+    result = evaluations.latest(run)
     assert result["episodes"] == 3 and "PPO" in result["params_from"]
     assert f"{result['mean']:.1f} ± {result['std']:.1f}" in out.stdout
     # 05 drives its real episodes and dreams with the PPO policy.

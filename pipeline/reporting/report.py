@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from data.atomic import atomic  # noqa: E402
+from pipeline.contract import evaluations  # noqa: E402
 from pipeline.contract.runconfig import atomic_write_text, load_config  # noqa: E402
 from pipeline.reporting import plots  # noqa: E402
 
@@ -286,12 +287,24 @@ def _number(text: str | None) -> float:
 
 def _scores_section(run: Path, summary: dict) -> str:
     parts = []
-    evaluation = _read_json(run / "controller_eval.json")
+    history = evaluations.load(run)
+    # The score shown: the newest published one (fresh blocks, the final controller), else the newest.
+    evaluation = evaluations.latest(run, published=True) or (history[-1] if history else None)
     if evaluation:
-        parts.append(f'<p><span class="big">{evaluation["mean"]:.1f} ± {evaluation["std"]:.1f}</span> real-env return '
+        kind = "published score" if evaluation.get("published") else "real-env return"
+        interval = (f"; 95 % CI of the mean {evaluation['ci95'][0]:.1f} – {evaluation['ci95'][1]:.1f}"
+                    if "ci95" in evaluation else "")
+        parts.append(f'<p><span class="big">{evaluation["mean"]:.1f} ± {evaluation["std"]:.1f}</span> {kind} '
                      f'over {evaluation["episodes"]} episodes of at most {evaluation["steps"]} steps (min '
-                     f'{evaluation["min"]:.1f}, max {evaluation["max"]:.1f}); controller: '
+                     f'{evaluation["min"]:.1f}, max {evaluation["max"]:.1f}{interval}); controller: '
                      f'{html.escape(str(evaluation.get("params_from", "")))}.</p>')
+        if len(history) > 1:
+            rows = "".join(f"<tr><td>{e.get('date', '')}</td><td>{', '.join(map(str, e.get('blocks', [e.get('block', 0)])))}"
+                           f"</td><td>{e['episodes']}</td><td>{e['mean']:.1f} ± {e['std']:.1f}</td>"
+                           f"<td>{'yes' if e.get('published') else ''}</td></tr>" for e in history)
+            parts.append("<p>Every evaluation of this run, oldest first (a block scored more than once has become a "
+                         "selection block):</p><table><tr><th>date</th><th>seed blocks</th><th>episodes</th>"
+                         f"<th>mean ± std</th><th>published</th></tr>{rows}</table>")
     else:
         parts.append('<p class="note">No real-env evaluation yet: run <code>04_train_controller.py --evaluate 100</code>.</p>')
     dreams = summary.get("dreams")

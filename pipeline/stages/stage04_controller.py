@@ -28,7 +28,7 @@ import torch
 
 from pipeline import ppo
 from pipeline.compute import device as devices
-from pipeline.contract import checkpoint, cli, lock
+from pipeline.contract import checkpoint, cli, evaluations, lock
 from pipeline.contract.cli import (
     Parser,
     add_backend_flags,
@@ -83,6 +83,12 @@ def parser() -> Parser:
                         "episode out); periodic scorings and --evaluate always play full episodes")
     p.add_argument("--eval-every", type=positive_int, default=25, help="generations between scorings of the CMA mean")
     p.add_argument("--eval-episodes", type=cli.episodes, default=1024, help="episodes per scoring of the CMA mean")
+    p.add_argument("--block", type=cli.nonneg_int_up_to(cli.MAX_EPISODES), default=0,
+                   help="--evaluate: which block of the evaluation seeds to play (block b: N seeds of its own). A "
+                        "block scored once and then decided on has become a selection block")
+    p.add_argument("--publish", action="store_true",
+                   help="--evaluate N (N ≥ 100): the published score, over 3 blocks this run never scored before, "
+                        "for the final controller only; every decision before it uses selection seeds")
     p.add_argument("--evaluate", type=cli.nonneg_int_up_to(cli.MAX_EPISODES), default=0, metavar="N",
                    help="only score the saved controller on N fresh episodes (fixed seeds) and print mean ± std")
     p.add_argument("--reselect", type=cli.nonneg_int_up_to(cli.MAX_EPISODES), default=0, metavar="N",
@@ -114,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_backend_flags(p, args)
     if args.evaluate and args.reselect:
         p.error("argument --reselect: choose the controller first, then --evaluate it, in two runs")
+    only_with(p, args, ["--block", "--publish"], bool(args.evaluate), "with --evaluate N")
+    if args.publish and args.block:
+        p.error("argument --block: --publish chooses fresh blocks itself; drop --block")
+    if args.publish and args.evaluate < evaluations.PUBLISHED_MIN_EPISODES:
+        p.error(f"argument --evaluate: a published score needs at least {evaluations.PUBLISHED_MIN_EPISODES} episodes "
+                "a block")
     if args.evaluate and args.train_in == "dream":
         p.error("argument --in: --evaluate scores C in the real env; drop --in dream")
     only_with(p, args, ["--temperature", "--real-every", "--warmup", "--reward-penalty"], args.train_in == "dream",
@@ -350,26 +362,45 @@ def train_ppo(args, world: WorldModel) -> None:
 
 
 def evaluate(args, world: WorldModel) -> None:
-    """--evaluate N: the kept controller (or the PPO policy) on N fresh episodes with fixed seeds."""
-    seeds = episode_seeds(args.seed, Purpose.EVALUATE, 0, args.evaluate)
+    """--evaluate N: the kept controller (or the PPO policy) on N episodes of EVALUATE seeds: block --block, or with
+    --publish three blocks this run never scored before (``pipeline.contract.evaluations``). Every evaluation is
+    kept in controller_eval.json beside the earlier ones."""
     if args.algo == "ppo":
-        scores, params_from = ppo.evaluate(args, world), f"the PPO policy that scored best ({ppo.BEST})"
+        best = args.run / ppo.BEST
+        controller = evaluations.digest(best.read_bytes()) if best.exists() else ""
+        params_from = f"the PPO policy that scored best ({ppo.BEST})"
+        play = lambda seeds: ppo.evaluate(args, world, seeds)  # noqa: E731
     else:
         ctrl = checkpoint.load(args.run / "controller.pt", "04_train_controller.py")
         if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
             raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                              f"run give {world.controller_in} → {world.controller_out}: retrain it with "
                              "04_train_controller.py")
-        with real_evaluator(args) as evaluator:
+        params = ctrl["params"].numpy()
+        controller, params_from = evaluations.digest(params), ctrl["params_from"]
+        evaluator = real_evaluator(args)
+
+        def play(seeds: list[int]) -> np.ndarray:
             # Batches of --trials episodes whatever --workers is: batch shapes change float rounding in V and M.
-            scores, _ = evaluator.scores(ctrl["params"].numpy(), seeds, args.trials)
-        params_from = ctrl["params_from"]
-    result = {"episodes": args.evaluate, "mean": float(scores.mean()), "std": float(scores.std()),
-              "min": float(scores.min()), "max": float(scores.max()), "seed": args.seed, "steps": args.steps,
-              "params_from": params_from, "returns": scores.tolist()}
-    atomic_write_text(args.run / "controller_eval.json", json.dumps(result, indent=2))
-    print(f"controller score over {args.evaluate} episodes of at most {args.steps} steps: "
-          f"{scores.mean():.1f} ± {scores.std():.1f} (min {scores.min():.1f}, max {scores.max():.1f})")
+            return evaluator.scores(params, seeds, args.trials)[0]
+
+    blocks = evaluations.fresh_blocks(args.run, evaluations.PUBLISHED_BLOCKS) if args.publish else [args.block]
+    for block in blocks:
+        others = evaluations.used_blocks(args.run).get(block, set()) - {controller}
+        if others:
+            progress.write(f"note: block {block} of the evaluation seeds already scored another controller of this "
+                           "run, so a choice may have been made on it: this score is not on fresh episodes (a "
+                           "published score uses --publish, which takes blocks never scored)")
+    try:
+        returns = {block: play(episode_seeds(args.seed, Purpose.EVALUATE, block, args.evaluate)) for block in blocks}
+    finally:
+        if args.algo != "ppo":
+            evaluator.close()
+    entry = evaluations.record(args.run, returns, controller, seed=args.seed, steps=args.steps,
+                               params_from=params_from, published=bool(args.publish))
+    what = "published score" if args.publish else "controller score"
+    print(f"{what} over {entry['episodes']} episodes of at most {args.steps} steps: {evaluations.describe(entry)}; "
+          f"min {entry['min']:.1f}, max {entry['max']:.1f}")
 
 
 MODES = {"evaluate": evaluate, "ppo": train_ppo, "reselect": reselect, "env": evolve_in_env, "dream": evolve_in_dream}
