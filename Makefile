@@ -23,9 +23,11 @@ $(VENV)/.installed: requirements.txt $(LOCK)
 
 venv: $(VENV)/.installed
 
-# Optional packages the tests exercise: Ray (--backend ray), Minari and TensorBoard (docs/tools.md).
-$(VENV)/.test-installed: $(VENV)/.installed requirements-ray.txt requirements-extras.txt $(LOCK)
+# Optional packages the tests exercise: Ray (--backend ray), Minari and TensorBoard (docs/tools.md); and ONNX Runtime
+# Web for 05_dream.py --web, from npm at package-lock.json's versions into node_modules/.
+$(VENV)/.test-installed: $(VENV)/.installed requirements-ray.txt requirements-extras.txt $(LOCK) package.json package-lock.json
 	$(INSTALL) -r requirements-ray.txt -r requirements-extras.txt
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Upgrading on purpose: re-resolve every requirements file in a fresh venv, write the lock, then run the tests

@@ -4,10 +4,11 @@
 #   make, python3-venv    the two commands (make creates .venv with Python's venv module)
 #   libegl1 libegl-mesa0 libgl1-mesa-dri
 #                         EGL, so MuJoCo (DeepMind Control) renders headless on a CPU (MUJOCO_GL=egl)
-#   chromium              the headless browser the report test opens report.html in
+#   chromium              the headless browser the report test opens report.html in (and the web dream's test)
+#   nodejs npm            npm installs ONNX Runtime Web (package.json), which 05_dream.py --web copies into its page
 # Run as root (or through sudo). Safe to run again.
 set -euo pipefail
-PACKAGES=(make python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri chromium)
+PACKAGES=(make python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri chromium nodejs npm)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq

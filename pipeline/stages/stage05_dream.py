@@ -2,6 +2,7 @@
 
     python 05_dream.py --env carracing [--temperature 1.15] [--dreams 4] [--steps 200]
     python 05_dream.py --env carracing --play        # drive inside the dream with the keyboard (pygame window)
+    python 05_dream.py --run pretrained/carracing --web DIR [--serve]   # the dream as a web page (pipeline/web_dream.py)
 
 Writes <run>/dreams/: reconstructions.png (real frames and V's reconstructions), latent_sweep.png (single
 latent dimensions swept), dream_<i>.gif (dreams from real frames, rolled forward by M alone at --temperature,
@@ -24,7 +25,7 @@ import envs
 from data.frames import sample_frames
 from envs.base import EnvUnavailable
 from models.vae import to_input
-from pipeline import ppo
+from pipeline import ppo, web_dream
 from pipeline.compute import device as devices
 from pipeline.contract import checkpoint, cli, lock
 from pipeline.contract.cli import Parser, nonneg_int, parse_stage_args, positive_float, stage_parser
@@ -68,6 +69,7 @@ def parser() -> Parser:
     p.add_argument("--device", choices=devices.CHOICES, default="auto", help="where V and M run (auto: CUDA when present)")
     p.add_argument("--play", action="store_true",
                    help="drive inside the dream with the keyboard in a pygame window instead of writing files")
+    web_dream.add_flags(p)
     return p
 
 
@@ -75,13 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser()
     args = parse_stage_args(p, "dream", argv)
     args.steps = args.steps or min(DEFAULT_STEPS, args.source.default_max_steps)
+    web_dream.check_flags(args)
     return args
 
 
 def run(args: argparse.Namespace) -> None:
     """Write the dreams and the report into --run, which this process holds throughout (``pipeline.contract.lock``);
-    --play writes nothing, so it holds nothing (one may play while 04 trains)."""
-    with contextlib.nullcontext() if args.play else lock.hold(args.run, "--run"):
+    --play and --web write nothing there, so they hold nothing (one may play while 04 trains)."""
+    with contextlib.nullcontext() if args.play or args.web else lock.hold(args.run, "--run"):
         _run(args)
 
 
@@ -97,9 +100,12 @@ def _run(args: argparse.Namespace) -> None:
         print(dream_window.HELP)
         dream_window.run(world, starts, args.temperature, args.seed)
         return
-    _, refs = open_store(args)
     params, driver = load_controller(args, world)
     params = params.to(device) if isinstance(params, torch.Tensor) else params
+    if args.web:
+        web_dream.publish(args, world, starts, params, driver, make_actor(world, params, args, 1))
+        return
+    _, refs = open_store(args)
     save_stage_config(args.run, "dream", args)
     out = args.run / "dreams"
     out.mkdir(parents=True, exist_ok=True)
