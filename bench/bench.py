@@ -2,9 +2,10 @@
 
     python bench/bench.py [--workers N] [--quick] [--doc PAGE ... | --no-doc]
 
-The table also replaces the one between the bench markers of README.md and docs/benchmarks.md (``--doc`` names
-other pages, once per page; ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given),
-so the published figures are always those of the last full run, with the command that measured them.
+The table also replaces the one between the bench markers of docs/benchmarks.md (``--doc`` names other pages,
+once per page; ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given), so the
+published figures are always those of the last full run, with the command that measured them. README.md quotes
+the headline ratios from that page (tests/test_bench_table.py checks they agree).
 
 Figures: stock CarRacing-v3 against FastCarRacing, FastCarRacingVector (8 cars in one batch) and EnvPool's C++
 CarRacing-v3 (1 env, and 8 envs batched; skipped when envpool, a bench-only requirement in
@@ -33,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DOCS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
+DOCS = (ROOT / "docs" / "benchmarks.md",)
 NO_ENVPOOL = "envpool not installed (pip install -r requirements-bench.txt)"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -333,8 +334,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="N for the multi-worker figures")
     p.add_argument("--quick", action="store_true", help="smaller samples (noisier), for a smoke run")
     p.add_argument("--doc", type=Path, action="append", help="markdown page whose bench markers receive the table; "
-                                                              "repeat for more (default: README.md and "
-                                                              "docs/benchmarks.md; none for a --quick run)")
+                                                              "repeat for more (default: docs/benchmarks.md; "
+                                                              "none for a --quick run)")
     p.add_argument("--no-doc", action="store_true", help="only print the table")
     args = p.parse_args()
     if args.doc and args.no_doc:

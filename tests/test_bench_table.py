@@ -5,6 +5,7 @@ Loaded from its file (bench/ is a folder of scripts, not a package); it imports 
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -104,8 +105,29 @@ def _published(page: str) -> str:
     return text[text.index(doc_table.BEGIN): text.index(doc_table.END)]
 
 
-def test_the_readme_and_the_docs_page_publish_the_same_bench_run():
-    assert _published("README.md") == _published("docs/benchmarks.md")
+# The README's speed summary: each quote (whitespace folded) and the line of the published block it comes from.
+README_RATIOS = [
+    (r"steps \*\*(\S+)×\*\* stock CarRacing-v3",
+     r"\| FastCarRacing \(pixel-identical\), 1 env, the same turns \| [^|]+ \| (\S+) × stock \|"),
+    (r"and \*\*(\S+)×\*\* EnvPool's C\+\+ CarRacing-v3 with one env",
+     r"- FastCarRacing / EnvPool CarRacing-v3, 1 env: (\S+)×"),
+    (r"at par \(\*\*(\S+)×\*\*\) with EnvPool's batch of 8 envs",
+     r"- FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched: (\S+)×"),
+    (r"runs \*\*(\S+)×\*\* real-env evaluation on the same 2 cores",
+     r"- dream on 2 threads / real-env evaluation \(FastCarRacing, 2 processes\): (\S+)×"),
+]
+
+
+def test_the_readme_quotes_the_published_run_and_holds_no_table_of_its_own():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert doc_table.BEGIN not in readme and doc_table.END not in readme  # one table, in docs/benchmarks.md
+    readme, block = " ".join(readme.split()), _published("docs/benchmarks.md")
+    for quote, source in README_RATIOS:
+        said, published = re.search(quote, readme), re.search(source, block)
+        assert said, f"README.md: the speed summary no longer quotes {quote!r}; quote it again or update this check"
+        assert published, f"docs/benchmarks.md: the published run has no line matching {source!r}"
+        assert said.group(1) == published.group(1), \
+            f"README.md quotes {said.group(1)}× where docs/benchmarks.md's run gives {published.group(1)}×"
 
 
 def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():

@@ -1,16 +1,21 @@
-"""The module map stays easy to follow: no two modules share a name, and the lower layers never import the
-pipeline (models/, data/ and envs/ are used by it, not the other way round)."""
+"""The module map stays easy to follow: no two modules share a name, the lower layers never import the
+pipeline (models/, data/ and envs/ are used by it, not the other way round), and docs/layout.md lists every module
+and nothing that is gone."""
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 SKIPPED_DIRS = {".venv", ".git", "tests", "__pycache__"}
 SHARED_STEMS = {"__init__", "conftest"}  # a package's own file, pytest's helpers: the same name by design
 LOWER_LAYERS = ("models", "data", "envs")
+LAYOUT_PAGE = ROOT / "docs" / "layout.md"
+TREE_LINE = re.compile(r"^( *)(\S+)(?: +\S.*)?$")  # indentation, a name (no spaces), its description
 
 
 def modules(root: Path) -> list[Path]:
@@ -40,6 +45,42 @@ def pipeline_imports(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.append(node.module)
     return [n for n in names if n == "pipeline" or n.startswith("pipeline.")]
+
+
+def layout_paths(text: str) -> list[str]:
+    """The paths named by the first code block of a layout page: one entry a line, two spaces deeper under its
+    folder (a name ending in "/"); a name may itself hold slashes (``pretrained/carracing/``)."""
+    tree = re.search(r"^```\n(.*?)^```", text, re.S | re.M)
+    assert tree, "docs/layout.md: the tree's code block is missing"
+    folders: list[str] = []
+    paths = []
+    for number, line in enumerate(tree.group(1).splitlines(), 1):
+        m = TREE_LINE.match(line)
+        depth, odd = divmod(len(m.group(1)), 2) if m else (0, 1)
+        assert m and not odd and depth <= len(folders), \
+            f"docs/layout.md, line {number} of the tree: not a name indented two spaces under a folder: {line!r}"
+        del folders[depth:]
+        paths.append("".join(folders) + m.group(2))
+        if m.group(2).endswith("/"):
+            folders.append(m.group(2))
+    return paths
+
+
+def test_the_layout_page_lists_every_module_and_only_what_exists():
+    listed = layout_paths(LAYOUT_PAGE.read_text(encoding="utf-8"))
+    assert len(listed) == len(set(listed)), "docs/layout.md names a path twice"
+    gone = [path for path in listed if not (ROOT / path).exists()]
+    assert not gone, f"docs/layout.md names paths that do not exist: {gone}"
+    unlisted = sorted({path.relative_to(ROOT).as_posix() for path in modules(ROOT) if path.name != "__init__.py"}
+                      - set(listed))
+    assert not unlisted, f"docs/layout.md does not list these modules (one line each, under their folder): {unlisted}"
+
+
+def test_the_layout_tree_is_read_folder_by_folder():
+    text = "Intro.\n\n```\nrun.py   top\na/b/     nested\n  c.py     in a/b\n  d/\n    e.py   deep\n  f.py\ng.py\n```\n"
+    assert layout_paths(text) == ["run.py", "a/b/", "a/b/c.py", "a/b/d/", "a/b/d/e.py", "a/b/f.py", "g.py"]
+    with pytest.raises(AssertionError, match="line 2 of the tree"):
+        layout_paths("```\nrun.py\n    too_deep.py\n```\n")
 
 
 def test_no_two_modules_share_a_name():
