@@ -10,7 +10,7 @@ DREAM_RUN := results/demo-carracing-dream
 DRIVER_RUN := results/driver-carracing
 DRIVER := --env carracing --preset driver --data data/driver-carracing --run $(DRIVER_RUN)
 
-.PHONY: venv demo dream-demo driver play test test-fast bench clean-demo lock
+.PHONY: venv demo dream-demo dream-carracing driver play test test-fast bench clean-demo lock
 
 # requirements*.txt say what is needed; requirements.lock (a pip constraints file) says which exact version.
 LOCK := requirements.lock
@@ -79,9 +79,24 @@ driver: venv
 	$(PY) 04_train_controller.py $(DRIVER)
 	$(PY) 04_train_controller.py $(DRIVER) --generations 85 --trials 4 --eval-every 5
 	$(PY) 04_train_controller.py $(DRIVER) --trials 4 --reselect 32
-	$(PY) 04_train_controller.py $(DRIVER) --trials 4 --evaluate 100
+	$(PY) 04_train_controller.py $(DRIVER) --trials 4 --evaluate 100 --publish
 	$(PY) 05_dream.py $(DRIVER) --dreams 2
 	@echo "results: $(DRIVER_RUN)/ (open report.html; controller_eval.json has the 100 returns)"
+
+# C trained only inside M's dream (docs/dreams.md): the driver's V and M on its 48 Brownian episodes, then rounds of
+# iterate.py (collect 16 episodes with C, fine-tune M, evolve C in the dream from the last C, score it), then the
+# published score (3 x 100 fresh episodes). Every fitness C sees comes from M; the real env collects and scores.
+DREAM_CR_RUN := results/dream-carracing
+DREAM_CR_DATA := data/dream-carracing
+DREAM_CR := --env carracing --data $(DREAM_CR_DATA) --run $(DREAM_CR_RUN)
+dream-carracing: venv
+	$(PY) 01_collect.py $(DREAM_CR) --preset driver
+	$(PY) 02_train_vae.py $(DREAM_CR) --preset driver
+	$(PY) 03_train_mdnrnn.py $(DREAM_CR) --preset driver
+	$(PY) iterate.py $(DREAM_CR) --rounds 12 --episodes-per-round 16 --finetune-epochs 8 --generations 30 --pop 32 \
+		--trials 8 --dream-steps 250 --score-episodes 8 --calibration-episodes 4 --reward-over-weight 2 --workers 2
+	$(PY) 04_train_controller.py $(DREAM_CR) --trials 4 --evaluate 100 --publish
+	$(PY) 05_dream.py $(DREAM_CR) --dreams 2
 
 # Drive the car inside the demo run's dream with the arrow keys (needs a display).
 play: venv

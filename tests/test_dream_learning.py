@@ -192,6 +192,12 @@ def test_iterate_runs_rounds_resumes_and_records_them(tiny_run, tmp_path):
     longer = rows(run / "metrics" / "rounds.csv")
     assert [int(r["round"]) for r in longer] == [0, 1, 2] and longer[:2] == table
     assert json.loads((run / "rounds" / "state.json").read_text())["phase"] == "done"
+    # The report shows the rounds, and 04 scores the last round's C.
+    run_stage("05_dream.py", "--run", run, "--steps", "10", "--dreams", "1", "--latent-dims", "2", "--device", "cpu")
+    page = (run / "report.html").read_text()
+    assert "Iterative training, round by round" in page and page.count("<tr>") >= 4
+    out = run_stage("04_train_controller.py", "--run", run, "--steps", "20", "--workers", "2", "--evaluate", "2")
+    assert "controller score over 2 episodes" in out.stdout
 
 
 def test_04_trains_ppo_inside_the_dream_and_scores_it_in_the_real_env(tiny_run, tmp_path):

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from data.atomic import atomic  # noqa: E402
 from pipeline.contract import evaluations  # noqa: E402
 from pipeline.contract.runconfig import atomic_write_text, load_config  # noqa: E402
-from pipeline.reporting import plots  # noqa: E402
+from pipeline.reporting import metrics, plots  # noqa: E402
 
 # Frames are 64×64. GIFs store them 2× larger (nearest neighbour), which leaves room for a caption; the page
 # shows them 2× larger again with pixelated scaling. Storing them 4× larger would make a 200-step dream about
@@ -285,6 +285,24 @@ def _number(text: str | None) -> float:
         return float("nan")
 
 
+def _rounds_table(path: Path) -> str:
+    """metrics/rounds.csv as a table: one row a round of iterate.py."""
+    rows = metrics.read(path) if path.exists() else []
+    if not rows:
+        return ""
+    cells = [("round", "d"), ("real_env_steps", ",.0f"), ("dream_steps", ",.0f"), ("nll_new_before", ".3f"),
+             ("nll_new_after", ".3f"), ("calibration_dream", ".1f"), ("calibration_real", ".1f"),
+             ("c_dream_return", ".1f"), ("c_real_return", ".1f")]
+
+    def cell(row: dict, name: str, spec: str) -> str:
+        value = row.get(name, float("nan"))
+        return "–" if not np.isfinite(value) else format(int(value) if spec == "d" else value, spec)
+
+    head = "".join(f"<th>{name.replace('_', ' ')}</th>" for name, _ in cells)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r, n, f)}</td>" for n, f in cells) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _scores_section(run: Path, summary: dict) -> str:
     parts = []
     history = evaluations.load(run)
@@ -341,7 +359,7 @@ def build(run: Path) -> str:
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">",
         f"<title>World Models run: {html.escape(run.name)}</title>",
         f"<script>{_ERRORS_SCRIPT}</script><style>{_CSS}</style></head><body>",
-        f"<h1>World Models run <code>{html.escape(str(run))}</code></h1>",
+        f"<h1>World Models run <code>{html.escape(run.name)}</code></h1>",
         f"<p class='sub'>env <b>{html.escape(str(env))}</b> · M core <b>{html.escape(str(core))}</b> · "
         f"page made {stamp} · <span id='status'>checking images…</span></p>",
         "<h2>Controller scores</h2>", _scores_section(run, summary),
@@ -351,7 +369,12 @@ def build(run: Path) -> str:
     pngs = sorted(plots_dir.glob("*.png")) if plots_dir.is_dir() else []
     recon_epochs = [p for p in pngs if p.name.startswith("vae_recon_epoch_")]
     stage_order = ("vae", "mdnrnn", "controller")  # V, M, C, then anything else
-    curves = sorted((p for p in pngs if p not in recon_epochs),
+    rounds_png = plots_dir / "rounds.png"
+    if rounds_png in pngs:
+        s.append("<h2>Iterative training, round by round</h2>" + _rounds_table(run / "metrics" / "rounds.csv")
+                 + _img(rounds_png, "C's real and dream returns, M's dream of C against the real episodes from the same "
+                                    "first frames, and M's NLL on each round's new episodes", 1000))
+    curves = sorted((p for p in pngs if p not in recon_epochs and p != rounds_png),
                     key=lambda p: next((i for i, k in enumerate(stage_order) if p.name.startswith(k)), len(stage_order)))
     s.append("<h2>Training curves</h2>")
     if curves:

@@ -6,8 +6,8 @@ Ha & Schmidhuber's appendix procedure, on a run that has been through stages 01â
 exploratory collection). Round 0 trains C on that M. Each round r â‰¥ 1 then:
 1. collects ``--episodes-per-round`` episodes with the current C (Gaussian noise ``--noise`` on its outputs) into
    the data folder, as round r (``01_collect.py --policy controller``);
-2. measures M's NLL on those new episodes, fine-tunes M for ``--finetune-epochs`` on all the data (the first
-   collection's episodes and every round's), and measures it again;
+2. measures M's NLL on a quarter of those new episodes, held out, then fine-tunes M for ``--finetune-epochs`` on
+   all the other data (the first collection's episodes and every round's), and measures it again;
 3. encodes the new episodes with V into latents.h5 (the old ones are kept: V does not change);
 4. trains C: ``--generations`` CMA-ES generations from the last C, in M's dream (``--train-in dream``: every
    fitness C ever sees comes from M), in the real env, or both (first the dream, then the env);
@@ -232,8 +232,13 @@ class Rounds:
     def finetune(self, r: int) -> dict:
         args, settings = self.args, self.m_settings()
         episodes = self.latents()
-        rounds = {ref.id: ref.round for ref in RolloutStore(args.data).index()}
-        new = [e for e in episodes if rounds.get(e.id) == r]
+        refs = RolloutStore(args.data).index()
+        # Held out of training: stage 03's validation episodes, and a quarter of this round's, on which M's NLL is
+        # measured before and after fine-tuning (what M learned of C's behaviour, not what it memorised).
+        _, validation = split(refs, 0.05)
+        _, new_held = split([ref for ref in refs if ref.round == r], 0.25)
+        held = {ref.id for ref in validation} | {ref.id for ref in new_held}
+        new = [e for e in episodes if e.id in {ref.id for ref in new_held}]
         state = checkpoint.load(self.run_dir / "mdnrnn.pt", "03_train_mdnrnn.py")
         model = MDNRNN.from_state(state)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -252,19 +257,16 @@ class Rounds:
         if before is None or progress["epoch"] == 0:
             before = nll()
             self.save_state(row={**self.state.get("row", {}), "nll_new_before": before})
-        train, _ = split([ref for ref in RolloutStore(args.data).index()], 0.05)
-        train_ids = {ref.id for ref in train}
-        train_eps = [e for e in episodes if e.id in train_ids]
+        train_eps = [e for e in episodes if e.id not in held]
         for epoch in range(progress["epoch"], args.finetune_epochs):
             rng, batches = epoch_plan(train_eps, args.seq_len, args.batch, args.seed, ROUND_INDEX * r + epoch)
             for picks in batches:
                 mdn_step(model, opt, latent_data.batch(train_eps, picks, args.seq_len, rng), device,
                          settings["grad_clip"], settings["done_weight"], settings["reward_over_weight"])
             progress["epoch"] = epoch + 1
-            checkpoint.save(self.run_dir / "mdnrnn.pt", {**model.state(), "optimizer": opt.state_dict(),
-                                                         "progress": state.get("progress", {}),
-                                                         "round_progress": dict(progress),
-                                                         "vae_fingerprint": state.get("vae_fingerprint")})
+            # Whatever else stage 03 recorded (its progress, V's fingerprint, the data it saw) is kept as it was.
+            checkpoint.save(self.run_dir / "mdnrnn.pt", {**state, **model.state(), "optimizer": opt.state_dict(),
+                                                         "round_progress": dict(progress)})
         return {"nll_new_before": before, "nll_new_after": nll()}
 
     # -- 4. C ----------------------------------------------------------------------------------
