@@ -24,6 +24,9 @@ from typing import NamedTuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from pipeline.contract import evaluations  # noqa: E402
+
 RUN = ROOT / "pretrained" / "carracing"
 FASTEST = 5  # the continuation's fastest generations, taken as the idle per-step cost
 
@@ -46,7 +49,13 @@ def config() -> dict:
 
 @cache
 def evaluation() -> dict:
-    return _json("controller_eval.json")
+    """The published score: 3 blocks of fresh episodes (``04 --evaluate 100 --publish``)."""
+    return evaluations.latest(RUN, published=True)
+
+
+def development_evaluation() -> dict:
+    """The first evaluation, on block 0 of the evaluation seeds, which was scored while the recipe was decided."""
+    return evaluations.load(RUN)[0]
 
 
 @cache
@@ -116,7 +125,8 @@ def reselect_bound() -> int:
 
 
 def evaluate_bound() -> int:
-    return evaluation()["episodes"] * evaluation()["steps"]
+    """The env steps of the recipe's own score as the measured run played it (100 episodes on block 0)."""
+    return development_evaluation()["episodes"] * development_evaluation()["steps"]
 
 
 # ---- the wall times docs/driver.md states for the stages the metrics do not time ---------------------------------
@@ -211,9 +221,15 @@ class Quote(NamedTuple):
 def _score(m):
     e = evaluation()
     r = e["returns"]
-    return (str(e["episodes"]), str(e["steps"]), f1(e["mean"]), f1(e["std"]), f1(statistics.median(r)), f1(e["min"]),
-            f1(e["max"]), str(sum(x >= 700 for x in r)), str(len(r)), str(sum(x < 500 for x in r)),
-            str(sum(x >= 900 for x in r)))
+    return (str(e["episodes"]), str(len(e["blocks"])), str(e["episodes"] // len(e["blocks"])), str(e["steps"]),
+            f1(e["mean"]), f1(e["std"]), f1(e["ci95"][0]), f1(e["ci95"][1]), *(f1(b) for b in e["block_means"]),
+            f1(statistics.median(r)), f1(e["min"]), f1(e["max"]), str(sum(x >= 700 for x in r)), str(len(r)),
+            str(sum(x < 500 for x in r)))
+
+
+def _development_score(m):
+    e = development_evaluation()
+    return str(e["episodes"]), f1(e["mean"]), f1(e["std"])
 
 
 def _kept(m):
@@ -289,7 +305,7 @@ def _reselected(m):
 
 def _batches(m):
     trials = str(config()["controller"]["trials"])
-    return f1(evaluation()["mean"]), trials, trials, f1(evaluation()["mean"])
+    return f1(development_evaluation()["mean"]), trials, trials, f1(development_evaluation()["mean"])
 
 
 def _c_times(m):
@@ -375,8 +391,9 @@ def _row_hs18(m):
 
 
 def _readme_results(m):
+    e = evaluation()
     return (f1(env_steps(1, last_generation()) / 1e6), half_hours(idle_estimate_s()), hours_minutes(measured_total_s()),
-            f1(evaluation()["mean"]), f1(evaluation()["std"]))
+            str(e["episodes"]), f1(e["mean"]), f1(e["std"]), f1(e["ci95"][0]), f1(e["ci95"][1]))
 
 
 def _idle_hours(m):
@@ -385,9 +402,12 @@ def _idle_hours(m):
 
 DRIVER = "docs/driver.md"
 QUOTES = [
-    Quote(DRIVER, "the score", r"\*\*score: (\d+) fresh episodes of up to (\d+) steps\*\* \(`--evaluate 100`\) \| "
-          r"\*\*(\S+) ± (\S+)\*\* \(median (\S+), min (\S+), max (\S+); (\d+) of (\d+) at 700 or more, (\d+) below 500, "
-          r"(\d+) at 900 or more\)", _score),
+    Quote(DRIVER, "the score", r"\*\*published score: (\d+) fresh episodes \((\d+) blocks of (\d+)\) of up to (\d+) "
+          r"steps\*\* \(`--evaluate 100 --publish`\) \| \*\*(\S+) ± (\S+)\*\* \(95 % CI of the mean (\S+) – (\S+); block "
+          r"means (\S+), (\S+), (\S+); median (\S+), min (\S+), max (\S+); (\d+) of (\d+) at 700 or more, (\d+) below "
+          r"500\)", _score),
+    Quote(DRIVER, "the development score", r"on block 0 of the evaluation seeds, (\d+) episodes, it printed "
+          r"(\d+\.\d) ± (\d+\.\d)", _development_score),
     Quote(DRIVER, "the kept controller", r"the CMA mean of generation (\d+), chosen by `--reselect (\d+)`: on (\d+) "
           r"fresh selection episodes it scored (\S+) ± (\S+), the mean kept before \(generation (\d+)\) (\S+) ± (\S+) \|",
           _kept),
@@ -436,8 +456,8 @@ QUOTES = [
           r"≈ (\d+)–(\d+) min a generation \| ≈ (\S+)–(\S+) min a generation \|", _row_hs18),
     Quote("README.md", "the driver in Results", r"\(`make driver`: (\S+) M env steps of C; about (\S+) hours on an "
           r"idle machine by the measured per-step cost, (\d+ h \d+ min) as measured while other work shared the "
-          r"cores\), shipped in `pretrained/carracing/`\. Over 100 fresh episodes of up to 1000 steps it scores "
-          r"\*\*(\S+) ± (\S+)\*\*", _readme_results),
+          r"cores\), shipped in `pretrained/carracing/`\. Over (\d+) fresh episodes of up to 1000 steps it scores "
+          r"\*\*(\S+) ± (\S+)\*\* \(95 % CI of the mean (\d+\.\d) – (\d+\.\d);", _readme_results),
     Quote("README.md", "the driver's time in the commands", r"`make driver` runs the full CarRacing driver recipe "
           r"\(about (\S+) hours on an idle 2-core machine", _idle_hours),
     Quote("Makefile", "the driver target's comment", r"# The CarRacing driver recipe from nothing \(about (\S+) h on an "
