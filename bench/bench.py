@@ -1,6 +1,7 @@
 """Throughput of every stage and data source, measured side by side in one run; prints a markdown table.
 
     python bench/bench.py [--workers N] [--quick] [--doc PAGE ... | --no-doc]
+    python bench/bench.py --only precision      # only the rows of V's encoder at each precision; writes no page
 
 The table also replaces the one between the bench markers of docs/benchmarks.md (``--doc`` names other pages,
 once per page; ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given), so the
@@ -12,9 +13,11 @@ CarRacing-v3 (1 env, and 8 envs batched; skipped when envpool, a bench-only requ
 requirements-bench.txt, is not installed) on the same actions; controller-evaluation env-steps/s (V, M and C
 in the loop) against the bare env, and dream-steps/s (C evolved inside M) against both; collection frames/s
 with 1 and N workers (scaling efficiency = rate_N / (N · rate_1)); the env-steps/s of every other data
-source; V training images/s; M training steps/s at the paper's batch (100 × 999). Under the table, one line
-per speed target: FastCarRacing against EnvPool with 1 env, FastCarRacingVector against EnvPool with 8, and
-dreams against real-env evaluation.
+source; V training images/s; M training steps/s at the paper's batch (100 × 999); V's encoder images/s at
+batch 1, 2, 4 and 8 and controller evaluation against the bare env with N processes, for each of V's encoder
+precisions (``--v-precision``, pipeline/encoder_precision.py). Under the table, one line per speed target:
+FastCarRacing against EnvPool with 1 env, FastCarRacingVector against EnvPool with 8, dreams against real-env
+evaluation, and evaluation against the bare env at the fastest precision.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ from models.mdnrnn import MDNOutput, mixture_nll  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
 from pipeline.contract.errors import UsageError  # noqa: E402
 from pipeline.dream_env import DreamEvaluator  # noqa: E402
+from pipeline.encoder_precision import PRECISIONS, Fp32Encoder, Precision, calibrate_int8, played_frames  # noqa: E402
 from pipeline.real_eval import RealEvaluator  # noqa: E402
 from pipeline.training import mdn_step, vae_step  # noqa: E402
 from pipeline.world_model import WorldModel  # noqa: E402
@@ -167,11 +171,11 @@ def bench_source(name: str, steps: int) -> float:
 
 
 def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: int,
-                 vector: bool = True) -> tuple[int, float]:
+                 vector: bool = True, precision: str = "fp32") -> tuple[int, float]:
     """One process's share of a side-by-side evaluation: ``batch`` episodes of at most ``steps`` steps played in
     lockstep, with V, M and C choosing the actions (``models``; FastCarRacing's episodes on its vector env, or
-    with ``vector`` False on single envs), or the bare env (resets included) on Brownian actions. Returns (env
-    steps, seconds)."""
+    with ``vector`` False on single envs; V's encoder at ``precision``, int8 calibrated before the clock starts),
+    or the bare env (resets included) on Brownian actions. Returns (env steps, seconds)."""
     torch.set_num_threads(1)
     source = envs.get("carracing")
     source.vector = vector
@@ -180,7 +184,7 @@ def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: i
     seeds = list(range(seeds_from, seeds_from + batch))
     if models:
         world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
-        player = RealEvaluator(world, steps)
+        player = RealEvaluator(world, steps, bench_precision(precision, world.vae, source))
         params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
         player.play(params[:1], [seeds_from + batch])  # warm-up, and the envs made
         start = time.perf_counter()
@@ -200,13 +204,20 @@ def _eval_worker(fast: bool, models: bool, batch: int, steps: int, seeds_from: i
     return n, time.perf_counter() - start
 
 
-def bench_evaluation(workers: int, fast: bool, models: bool, batch: int, steps: int, vector: bool = True) -> float:
+def bench_precision(name: str, vae: ConvVAE, source: envs.EnvSource) -> Precision:
+    """V's encoder at precision ``name``; int8 calibrated on 256 frames of Brownian episodes of ``source``."""
+    return Precision(name, calibrate_int8(vae, played_frames(source, 0, 1000)) if name == "int8" else None)
+
+
+def bench_evaluation(workers: int, fast: bool, models: bool, batch: int, steps: int, vector: bool = True,
+                     precision: str = "fp32") -> float:
     """env-steps/s of ``workers`` processes at once, each playing ``batch`` episodes (see _eval_worker)."""
     if workers == 1:
-        n, seconds = _eval_worker(fast, models, batch, steps, 0, vector)
+        n, seconds = _eval_worker(fast, models, batch, steps, 0, vector, precision)
         return n / seconds
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        jobs = [pool.submit(_eval_worker, fast, models, batch, steps, w * batch) for w in range(workers)]
+        jobs = [pool.submit(_eval_worker, fast, models, batch, steps, w * batch, vector, precision)
+                for w in range(workers)]
         results = [j.result() for j in jobs]
     return sum(n for n, _ in results) / max(seconds for _, seconds in results)
 
@@ -235,6 +246,65 @@ def bench_backends(workers: int, pop: int, trials: int, steps: int) -> tuple[flo
             finally:
                 evaluator.close()
     return rates[0], rates[1], bool(np.array_equal(fitness[0], fitness[1]))
+
+
+def bench_encoder(batches: tuple[int, ...], rounds: int) -> dict[str, list[float]]:
+    """V's encoder images/s (uint8 frames → mu, logvar, as a step of evaluation calls it; one thread) at each batch
+    size, for each precision, and for bf16 through ``torch.autocast`` around fp32's encoder (the alternative to
+    bf16 weights), timed in turns on real FastCarRacing frames (an untrained V: the cost is the same)."""
+    torch.set_num_threads(1)
+    source = envs.get("carracing")
+    vae = ConvVAE().eval()
+    frames = played_frames(source, 0, 1000)
+    encoders = {name: bench_precision(name, vae, source).encoder(vae) for name in PRECISIONS}
+    fp32 = Fp32Encoder(vae)
+
+    def autocast(x: np.ndarray):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fp32(x)
+
+    encoders["bf16 through torch.autocast"] = autocast
+    rates = {name: [] for name in encoders}
+    with torch.inference_mode():
+        for batch in batches:
+            x = frames[:batch]
+            calls = max(1, 64 // batch)
+            seconds = alternating([lambda e=e: e(x) for e in encoders.values()], rounds=rounds, calls=calls)
+            for name, t in zip(encoders, seconds):
+                rates[name].append(batch / t)
+    return rates
+
+
+def precision_rows(n: int, scale: int) -> tuple[list[tuple], Target]:
+    """The rows of V's encoder at each precision (images/s at batch 1, 2, 4 and 8; controller evaluation on
+    FastCarRacing with ``n`` processes against the bare env, each measured ``scale`` times in turns), and the
+    target for the fastest."""
+    batches = (1, 2, 4, 8)
+    encoder = bench_encoder(batches, rounds=4 * scale)
+    fp32 = encoder["fp32"]
+    sizes = " / ".join(map(str, batches))
+    rows = []
+    for name, rates in encoder.items():
+        ratio = "1.00 (baseline)" if name == "fp32" else " / ".join(f"{r / f:.2f}" for r, f in zip(rates, fp32)) + " × fp32"
+        rows.append((f"V's encoder in {name}, 1 thread, batch {sizes}", " / ".join(f"{r:,.0f}" for r in rates) + " images/s",
+                     ratio))
+    batch, steps = 4 * scale, 100 * scale
+    kinds = ["bare", *PRECISIONS]
+    rates = {kind: [] for kind in kinds}
+    for turn in range(scale):  # in turns, each starting with another kind: a machine's drift hits them all alike
+        for kind in kinds[turn % len(kinds):] + kinds[:turn % len(kinds)]:
+            models = kind != "bare"
+            rates[kind].append(bench_evaluation(n, True, models, batch, steps, precision=kind if models else "fp32"))
+    mean = {kind: float(np.mean(r)) for kind, r in rates.items()}
+    rows.append((f"bare FastCarRacing, {n} process(es), {batch} episodes each, resets included (mean of {scale} turn{'s' if scale > 1 else ''})",
+                 f"{mean['bare']:,.0f} env-steps/s", "1.00 (baseline)"))
+    for name in PRECISIONS:
+        rows.append((f"controller evaluation on FastCarRacing, {n} process(es), V's encoder in {name}",
+                     f"{mean[name]:,.0f} env-steps/s", f"{mean[name] / mean['bare']:.2f} of bare env"))
+    fastest = max(PRECISIONS, key=mean.get)
+    target = Target(f"evaluation / bare env ({n} processes), V's encoder in {fastest} (the fastest precision)", 0.7,
+                    mean[fastest] / mean["bare"])
+    return rows, target
 
 
 def bench_vae(batch: int, batches: int) -> tuple[float, float, float]:
@@ -337,15 +407,24 @@ def main() -> None:
                                                               "repeat for more (default: docs/benchmarks.md; "
                                                               "none for a --quick run)")
     p.add_argument("--no-doc", action="store_true", help="only print the table")
+    p.add_argument("--only", choices=["precision"],
+                   help="measure only these rows (precision: V's encoder at each precision) and print them; writes no page")
     args = p.parse_args()
     if args.doc and args.no_doc:
         p.error("--doc and --no-doc contradict each other: pass one")
-    docs = [] if args.no_doc else args.doc or ([] if args.quick else list(DOCS))
+    if args.doc and args.only:
+        p.error("--doc and --only contradict each other: a page's table is the full run's")
+    docs = [] if args.no_doc or args.only else args.doc or ([] if args.quick else list(DOCS))
     started = time.perf_counter()
     n = args.workers
     scale = 1 if args.quick else 3
     steps = 100 * scale
 
+    if args.only == "precision":
+        rows, target = precision_rows(n, scale)
+        print(f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"
+              f"{render_targets([target])}")
+        return
     rows = []
     one, eight = bench_carracing_envs(1 if args.quick else 3, steps * 2)
     stock, fast, pool_1 = one["stock"], one["fast"], one.get("envpool")
@@ -382,6 +461,8 @@ def main() -> None:
                  f"{single:,.0f} env-steps/s", "1.00 (baseline)"))
     rows.append(("the same on FastCarRacingVector (stage 04's lockstep)", f"{vectored:,.0f} env-steps/s",
                  f"{vectored / single:.2f} × single envs"))
+    more, precision_target = precision_rows(n, scale)
+    rows += more
     trials = 16 if not args.quick else 2
     dream_1 = bench_dream(pop=64, trials=trials, steps=steps, device="cpu")
     dream = bench_dream(pop=64, trials=trials, steps=steps, device="cpu", threads=n)
@@ -438,6 +519,7 @@ def main() -> None:
         Target("FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched", 1.0,
                None if pool_8 is None else vector / pool_8, NO_ENVPOOL if pool_8 is None else ""),
         Target(f"dream on {n} threads / real-env evaluation (FastCarRacing, {n} processes)", 100.0, dream / ctrl),
+        precision_target,
     ]
     report = (f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"
               f"{render_targets(targets)}")

@@ -1,12 +1,16 @@
 """Where the time goes, for the figures bench.py's ratios cannot explain on their own.
 
-    python bench/breakdown.py
+    python bench/breakdown.py [PART ...]     # e.g. 1 2: only those parts
 
 1. One controller evaluation (12 FastCarRacing episodes × 300 steps in lockstep, untrained V and M, one CPU
-   thread), timed by part per env step: the env's step and reset, the 64×64 preprocessing, V's encoder, M's
-   step, C's action mapping; the rest is C's matrix product, z's noise and the loop itself.
-2. V's encoder per frame at batch 12, fp32 against bf16 (not used by the pipeline: results would then depend
-   on the CPU's bf16 support).
+   thread), timed by part per env step, for each precision of V's encoder (``--v-precision``): the env's step and
+   reset, the 64×64 preprocessing, V's encoder (from uint8 frames), M's step, C's action mapping; the rest is
+   C's matrix product, z's noise and the loop itself.
+2. V's encoder per frame at batch 1 and 12 at each precision (pipeline/encoder_precision.py), and two ways not
+   taken: bf16 through torch.autocast around the fp32 encoder, and int8 through torch.ao's FX static quantisation
+   (x86 backend, calibrated on the same frames as ONNX Runtime's); then M's step per env step at batch 12 in fp32,
+   with bf16 weights and dynamically quantised to int8 (torch.ao): whether M's step would gain from a lower
+   precision too.
 3. Two independent one-worker collections at the same time against one alone: what the machine itself
    allows two workers.
 4. Building one M batch (100 × 999) against one training step on it.
@@ -19,11 +23,13 @@
 """
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import os
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,13 +41,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402
-from bench import synthetic_latents  # noqa: E402  (bench/bench.py, beside this script)
+from bench import alternating, bench_precision, synthetic_latents  # noqa: E402  (bench/bench.py, beside this script)
 from data import latents as latent_data  # noqa: E402
 from data.store import Episode, RolloutStore, ShardInfo, read_episode  # noqa: E402
 from models import MDNRNN, ConvVAE, mdnrnn  # noqa: E402
 from models.controller import num_params  # noqa: E402
+from models.vae import to_input  # noqa: E402
 from pipeline import dream_env  # noqa: E402
 from pipeline.collect import CollectJob, collect  # noqa: E402
+from pipeline.encoder_precision import PRECISIONS, EncoderLayers, played_frames  # noqa: E402
 from pipeline.real_eval import RealEvaluator  # noqa: E402
 from pipeline.training import mdn_step  # noqa: E402
 from pipeline.world_model import WorldModel  # noqa: E402
@@ -71,19 +79,19 @@ class Timers:
             setattr(obj, name, inner)
 
 
-def evaluation_parts(batch: int = 12, steps: int = 300) -> dict[str, float]:
-    """Milliseconds per env step of each part of RealEvaluator.play (see 1. above)."""
+def evaluation_parts(precision: str = "fp32", batch: int = 12, steps: int = 300) -> dict[str, float]:
+    """Milliseconds per env step of each part of RealEvaluator.play, V's encoder at ``precision`` (see 1. above)."""
     torch.set_num_threads(1)
     source = envs.get("carracing")
     world = WorldModel(source, ConvVAE().eval(), MDNRNN().eval())
-    player = RealEvaluator(world, steps)
+    player = RealEvaluator(world, steps, bench_precision(precision, world.vae, source))
     params = np.random.default_rng(0).normal(0, 0.1, (batch, num_params(world.controller_in, 3)))
     player.play(params[:1], [batch])  # warm-up
     timers = Timers()
     timers.wrap(player.lockstep, "step", "env step")  # the cars of one FastCarRacingVector, stepped together
     timers.wrap(player.lockstep, "reset", "env reset")
     timers.wrap(source, "preprocess", "crop and resize")
-    timers.wrap(world.vae, "encode", "V encoder")
+    timers.wrap(player, "encode", "V encoder")
     timers.wrap(world.mdnrnn, "step", "M step")
     timers.wrap(source, "controller_action", "C action mapping")
     start = time.perf_counter()
@@ -96,21 +104,59 @@ def evaluation_parts(batch: int = 12, steps: int = 300) -> dict[str, float]:
     return parts
 
 
-def encoder_precision(batch: int = 12, repeat: int = 60) -> tuple[float, float]:
-    """Milliseconds per frame of V's encoder, fp32 and bf16, one thread (see 2. above)."""
+def fx_int8_encoder(vae: ConvVAE, frames: np.ndarray):
+    """V's encoder statically quantised by torch.ao's FX workflow (x86 backend, default qconfig), calibrated on
+    ``frames``: the int8 path not taken (see 2. above)."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    x = to_input(torch.from_numpy(frames))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation note
+        prepared = prepare_fx(EncoderLayers(copy.deepcopy(vae)).eval(), get_default_qconfig_mapping("x86"), (x[:1],))
+        prepared(x)
+        model = convert_fx(prepared)
+    return lambda f: model(to_input(torch.from_numpy(f)))
+
+
+def model_precisions(batches: tuple[int, ...] = (1, 12), repeat: int = 60) -> tuple[dict, dict[str, float]]:
+    """Milliseconds per frame of V's encoder at each precision and each batch size ({name: [ms per batch size]}),
+    and per env step of M's step (LSTM 256) at batch 12 in fp32, bf16 and dynamic int8; one thread, each timed in
+    turns (see 2. above)."""
     torch.set_num_threads(1)
-    vae = ConvVAE().eval()
-    bf16 = ConvVAE().eval().to(torch.bfloat16)
-    x = torch.rand(batch, 3, 64, 64)
-    out = []
+    source = envs.get("carracing")
+    vae, m = ConvVAE().eval(), MDNRNN().eval()
+    frames = played_frames(source, 0, 1000)
+    encoders = {name: bench_precision(name, vae, source).encoder(vae) for name in PRECISIONS}
+    fp32 = encoders["fp32"]
+
+    def autocast(x: np.ndarray):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fp32(x)
+
+    encoders["bf16 (torch.autocast)"] = autocast
+    encoders["int8 (torch.ao FX)"] = fx_int8_encoder(vae, frames)
+    v = {name: [] for name in encoders}
     with torch.inference_mode():
-        for model, inp in ((vae, x), (bf16, x.to(torch.bfloat16))):
-            model.encode(inp)
-            start = time.perf_counter()
-            for _ in range(repeat):
-                model.encode(inp)
-            out.append(1e3 * (time.perf_counter() - start) / (repeat * batch))
-    return out[0], out[1]
+        for batch in batches:
+            seconds = alternating([lambda e=e: e(frames[:batch]) for e in encoders.values()], rounds=4,
+                                  calls=max(1, repeat // 4 * 12 // batch))
+            for name, t in zip(encoders, seconds):
+                v[name].append(1e3 * t / batch)
+    batch = 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation note
+        m_int8 = torch.ao.quantization.quantize_dynamic(m, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+    m_bf16 = MDNRNN().eval().to(torch.bfloat16)
+    z, a = torch.randn(batch, 32), torch.rand(batch, 3)
+    state = m.initial_state(batch)
+    state_bf16 = tuple(t.to(torch.bfloat16) for t in state)
+    steps = {"fp32": lambda: m.step(z, a, state), "bf16": lambda: m_bf16.step(z.bfloat16(), a.bfloat16(), state_bf16),
+             "int8 (dynamic)": lambda: m_int8.step(z, a, state)}
+    with torch.inference_mode():
+        m_times = alternating(list(steps.values()), rounds=4, calls=repeat)
+    return v, {name: 1e3 * t / batch for name, t in zip(steps, m_times)}
 
 
 def one_collection(episodes: int, steps: int) -> float:
@@ -196,21 +242,36 @@ def dream_parts(pop: int = 64, trials: int = 16, steps: int = 100) -> dict[str, 
 
 
 def main() -> None:
-    print("1. controller evaluation, ms per env step (12 FastCarRacing episodes × 300 steps, 1 thread):")
-    for part, ms in evaluation_parts().items():
-        print(f"   {part:>18}: {ms:.3f}")
-    fp32, bf16 = encoder_precision()
-    print(f"2. V's encoder, ms per frame at batch 12, 1 thread: fp32 {fp32:.3f}, bf16 {bf16:.3f} ({fp32 / bf16:.2f}×)")
-    alone, both = independent_collections()
-    print(f"3. one-worker collection alone {alone:,.0f} frames/s; two at once {both:,.0f} frames/s "
-          f"({both / (2 * alone):.2f} of 2 × alone)")
-    build, step = m_batch_cost()
-    print(f"4. M batch 100 × 999: building {build:.0f} ms, training step {step:.0f} ms ({100 * build / step:.1f}%)")
-    stage, pack = storing()
-    print(f"5. storing a 300-step episode: staging {stage:.1f} ms, packing {pack:.1f} ms")
-    print("6. one dream step of 64 × 16 dreams, ms (1 thread):")
-    for part, ms in dream_parts().items():
-        print(f"   {part:>20}: {ms:.2f}")
+    parts = {int(arg) for arg in sys.argv[1:]} or set(range(1, 7))
+    if 1 in parts:
+        print("1. controller evaluation, ms per env step (12 FastCarRacing episodes × 300 steps, 1 thread), by the "
+              "precision of V's encoder:")
+        by_precision = {name: evaluation_parts(name) for name in PRECISIONS}
+        print(f"   {'':>18}  " + "  ".join(f"{name:>6}" for name in PRECISIONS))
+        for part in by_precision["fp32"]:
+            print(f"   {part:>18}: " + "  ".join(f"{by_precision[name].get(part, 0.0):6.3f}" for name in PRECISIONS))
+    if 2 in parts:
+        v, m = model_precisions()
+        print("2. V's encoder, ms per frame at batch 1 / 12, 1 thread:")
+        for name, ms in v.items():
+            print(f"   {name:>21}: " + " / ".join(f"{t:.3f}" for t in ms) + " ("
+                  + " / ".join(f"{f / t:.2f}" for f, t in zip(v["fp32"], ms)) + "× fp32)")
+        print("   M's step, ms per env step at batch 12, 1 thread: "
+              + ", ".join(f"{name} {ms:.4f} ({m['fp32'] / ms:.2f}×)" for name, ms in m.items()))
+    if 3 in parts:
+        alone, both = independent_collections()
+        print(f"3. one-worker collection alone {alone:,.0f} frames/s; two at once {both:,.0f} frames/s "
+              f"({both / (2 * alone):.2f} of 2 × alone)")
+    if 4 in parts:
+        build, step = m_batch_cost()
+        print(f"4. M batch 100 × 999: building {build:.0f} ms, training step {step:.0f} ms ({100 * build / step:.1f}%)")
+    if 5 in parts:
+        stage, pack = storing()
+        print(f"5. storing a 300-step episode: staging {stage:.1f} ms, packing {pack:.1f} ms")
+    if 6 in parts:
+        print("6. one dream step of 64 × 16 dreams, ms (1 thread):")
+        for part, ms in dream_parts().items():
+            print(f"   {part:>20}: {ms:.2f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pipeline.compute import pool
 from pipeline.contract.errors import UsageError
 from pipeline.contract.seeding import episode_seed
 from pipeline.controller_policy import ControllerPolicy
+from pipeline.encoder_precision import FP32, Precision
 from pipeline.reporting.progress import bar as progress_bar
 
 ROUND_STRIDE = 1_000_000  # episode ids of round r ≥ 1 of iterative training: r·ROUND_STRIDE + i
@@ -78,6 +79,7 @@ class CollectJob:
     round: int = 0  # iterative training's round (0: the first collection)
     controller: dict | None = None  # --policy controller: the run's vae.pt, mdnrnn.pt and controller.pt, as bytes
     noise: float = 0.0  # --policy controller: σ of the Gaussian noise on C's outputs
+    v_precision: Precision = FP32  # --policy controller: V's encoder's precision (pipeline.encoder_precision)
 
 
 def shard_info(job: CollectJob, source: envs.EnvSource) -> ShardInfo:
@@ -99,7 +101,7 @@ class Collector:
         self.env = self.source.make(job.max_steps)
         self.policy = None
         if job.controller is not None:
-            self.policy = ControllerPolicy(job.controller, job.env, job.state, job.noise)
+            self.policy = ControllerPolicy(job.controller, job.env, job.state, job.noise, job.v_precision)
 
     def play(self, episode_id: int) -> Episode:
         job = self.job

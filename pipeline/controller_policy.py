@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from models.controller import batched
-from models.vae import sample_z, to_input
+from models.vae import sample_z
 from pipeline.contract import checkpoint
 from pipeline.contract.errors import UsageError
+from pipeline.encoder_precision import FP32, Precision
 from pipeline.world_model import WorldModel, controller_actions
 
 FILES = ("vae.pt", "mdnrnn.pt", "controller.pt")
@@ -37,9 +38,11 @@ def controller_files(run: Path) -> dict[str, bytes]:
 
 
 class ControllerPolicy:
-    """C of a run acting on the frames of one episode at a time (``reset(seed)``, then ``act(frame)``)."""
+    """C of a run acting on the frames of one episode at a time (``reset(seed)``, then ``act(frame)``); V's encoder at
+    ``precision`` (``pipeline.encoder_precision``; fp32 is V as trained)."""
 
-    def __init__(self, files: dict[str, bytes], env: str, state: str | None, noise: float):
+    def __init__(self, files: dict[str, bytes], env: str, state: str | None, noise: float,
+                 precision: Precision = FP32):
         torch.set_num_threads(1)
         with tempfile.TemporaryDirectory() as tmp:
             for name, blob in files.items():
@@ -50,6 +53,7 @@ class ControllerPolicy:
             raise UsageError(f"controller.pt has {ctrl['config']} inputs/outputs, but V and M of the run give "
                              f"{self.world.controller_in}/{self.world.controller_out}: retrain C (04_train_controller.py)")
         self.params = ctrl["params"].float()[None]
+        self.encode = precision.encoder(self.world.vae)
         self.noise = noise
         self.rng = self.m_state = self.last = None
 
@@ -62,7 +66,7 @@ class ControllerPolicy:
     def act(self, frame: np.ndarray):
         """The action for ``frame`` (64×64×3 uint8), after M has read the previous z and action."""
         w = self.world
-        mu, logvar = w.vae.encode(to_input(torch.from_numpy(np.array(frame[None]))))
+        mu, logvar = self.encode(np.array(frame[None]))
         z = sample_z(mu, logvar, torch.from_numpy(self.rng.standard_normal(mu.shape, dtype=np.float32)))
         if self.last is not None:
             _, self.m_state = w.mdnrnn.step(*self.last, self.m_state)

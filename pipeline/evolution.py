@@ -20,6 +20,7 @@ from data.atomic import write_bytes
 from pipeline.compute import pool
 from pipeline.contract.errors import UsageError
 from pipeline.contract.seeding import cma_normal
+from pipeline.encoder_precision import FP32, Precision
 from pipeline.real_eval import RealEvaluator
 from pipeline.world_model import WorldModel
 
@@ -28,14 +29,15 @@ WORLD_FILES = ("vae.pt", "mdnrnn.pt")
 
 class EvaluatorWorker:
     """A worker of the pool: a RealEvaluator on V and M received as checkpoint bytes, so a worker on another machine
-    (a Ray actor) needs no shared file system."""
+    (a Ray actor) needs no shared file system; V's encoder at ``precision`` (``pipeline.encoder_precision``)."""
 
-    def __init__(self, files: dict[str, bytes], env: str, state: str | None, max_steps: int):
+    def __init__(self, files: dict[str, bytes], env: str, state: str | None, max_steps: int,
+                 precision: Precision = FP32):
         torch.set_num_threads(1)
         with tempfile.TemporaryDirectory() as tmp:
             for name, blob in files.items():
                 Path(tmp, name).write_bytes(blob)
-            self.evaluator = RealEvaluator(WorldModel.load(Path(tmp), env, state), max_steps)
+            self.evaluator = RealEvaluator(WorldModel.load(Path(tmp), env, state), max_steps, precision)
 
     def play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
         return self.evaluator.play(params, seeds, patience)
@@ -68,10 +70,12 @@ class Evaluator(Scoring):
     its task played again, with the same outcome."""
 
     def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int,
-                 task_timeout: float = 600.0, backend: str = "local", address: str | None = None, retries: int = 3):
+                 task_timeout: float = 600.0, backend: str = "local", address: str | None = None, retries: int = 3,
+                 precision: Precision = FP32):
+        """``precision``: V's encoder's in the workers (``pipeline.encoder_precision.prepare`` makes it)."""
         files = {name: (run / name).read_bytes() for name in WORLD_FILES}
-        self.pool = pool.make(backend, EvaluatorWorker, (files, env, state, max_steps), workers, task_timeout,
-                              "evaluation", address, retries)
+        self.pool = pool.make(backend, EvaluatorWorker, (files, env, state, max_steps, precision), workers,
+                              task_timeout, "evaluation", address, retries)
 
     def run(self, tasks: list[tuple]) -> tuple[list[np.ndarray], int]:
         """Each task → its returns (N,); plus the total env steps."""

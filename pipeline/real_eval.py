@@ -11,18 +11,20 @@ import torch
 
 from envs.lockstep import Lockstep
 from models.controller import batched
-from models.vae import sample_z, to_input
+from models.vae import sample_z
 from pipeline.contract.seeding import batch_seed
+from pipeline.encoder_precision import FP32, Precision
 from pipeline.world_model import WorldModel, controller_actions
 
 
 class RealEvaluator:
     """Plays batches of real episodes side by side (``envs.lockstep``: CarRacing's cars as one vector env); keeps
-    its envs between calls."""
+    its envs between calls. ``precision``: V's encoder's (``pipeline.encoder_precision``; fp32 is V as trained)."""
 
-    def __init__(self, world: WorldModel, max_steps: int):
+    def __init__(self, world: WorldModel, max_steps: int, precision: Precision = FP32):
         self.world, self.max_steps = world, max_steps
         self.lockstep = Lockstep(world.source, max_steps)
+        self.encode = precision.encoder(world.vae)  # uint8 frames (N, 64, 64, 3) → mu, logvar (N, Z)
 
     def play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
         """params (N, P) one controller per episode, seeds (N,) → returns (N,), env steps taken.
@@ -52,7 +54,7 @@ class RealEvaluator:
         quiet = np.zeros(n, dtype=np.int64)  # steps since each episode last earned a positive reward
         frames = np.stack([w.source.preprocess(o) for o in obs])
         while alive.any():
-            mu, logvar = w.vae.encode(to_input(torch.from_numpy(frames)))
+            mu, logvar = self.encode(frames)
             eps = torch.from_numpy(np.stack([g.standard_normal(mu.shape[1], dtype=np.float32) for g in noise]))
             z = sample_z(mu, logvar, eps)
             out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)

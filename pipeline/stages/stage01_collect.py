@@ -21,6 +21,7 @@ from pipeline.contract import cli, lock
 from pipeline.contract.cli import Parser, add_backend_flags, check_backend_flags, nonneg_int, parse_stage_args, stage_parser
 from pipeline.contract.runconfig import save_stage_config
 from pipeline.controller_policy import controller_files
+from pipeline.encoder_precision import PRECISIONS, prepare
 
 
 def parser() -> Parser:
@@ -37,6 +38,10 @@ def parser() -> Parser:
     p.add_argument("--round", type=cli.positive_int_up_to(999), default=1,
                    help="--policy controller: the round of iterative training these episodes belong to "
                         "(--episodes counts that round's episodes)")
+    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32",
+                   help="--policy controller: V's encoder in fp32 (V as trained), bf16 or int8 (ONNX Runtime, "
+                        "calibrated on the run's frames, cached in <run>/vae_int8.onnx): faster, z slightly changed "
+                        "(pipeline/encoder_precision.py, docs/benchmarks.md)")
     p.add_argument("--shard-size", type=cli.positive_int_up_to(cli.MAX_SHARD), default=100,
                    help="episodes packed into one shard file")
     p.add_argument("--verbose", type=nonneg_int, default=1, help="0 hides the progress bar")
@@ -49,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parse_stage_args(p, "collect", argv)
     check_backend_flags(p, args)
     args.steps = args.steps or args.source.default_max_steps
-    cli.only_with(p, args, ["--noise", "--round"], args.policy == "controller", "with --policy controller")
+    cli.only_with(p, args, ["--noise", "--round", "--v-precision"], args.policy == "controller",
+                  "with --policy controller")
     return args
 
 
@@ -62,7 +68,8 @@ def run(args: argparse.Namespace) -> None:
         job = CollectJob(env=args.env, state=args.state, data=str(args.data), seed=args.seed, policy=args.policy,
                          max_steps=args.steps, shard_size=args.shard_size, round=args.round if controller else 0,
                          controller=controller_files(args.run) if controller else None,
-                         noise=args.noise if controller else 0.0)
+                         noise=args.noise if controller else 0.0,
+                         v_precision=prepare(args.v_precision, args.run, args.data, args.env, args.seed, args.steps))
         present, added = collect(job, args.episodes, args.workers, progress=args.verbose > 0,
                                  backend=args.backend, address=args.address, task_timeout=args.task_timeout)
         # The run's "collect" settings stay those of its first collection; a controller's rounds are recorded apart.

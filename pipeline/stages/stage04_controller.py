@@ -44,6 +44,7 @@ from pipeline.contract.errors import RunFailed, UsageError
 from pipeline.contract.runconfig import atomic_write_text, check_resume, latents_path, load_config, save_stage_config
 from pipeline.contract.seeding import Purpose, episode_seeds
 from pipeline.dream_env import DreamEvaluator
+from pipeline.encoder_precision import PRECISIONS, prepare
 from pipeline.evolution import ESState, Evaluator, Scoring
 from pipeline.reporting import live, plots, progress
 from pipeline.reporting.metrics import CsvLog
@@ -58,7 +59,7 @@ from pipeline.world_model import WorldModel
 # the ranking noise) and how the CMA mean is scored for selection; not the ES itself.
 MAY_CHANGE = {"generations", "timesteps", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
               "eval_episodes", "evaluate", "reselect", "train_in", "temperature", "real_every", "warmup", "device", "log",
-              "reward_penalty"}
+              "reward_penalty", "v_precision"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
 
@@ -109,6 +110,11 @@ def parser() -> Parser:
                    help="dream mode: real steps M reads before each dream starts (0: M starts from its initial state)")
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
                    help="dream mode: where M and C run (auto: CUDA when present)")
+    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32",
+                   help="V's encoder wherever C plays the real env (fitness, scorings, --evaluate): fp32 (V as "
+                        "trained), bf16, or int8 (ONNX Runtime, calibrated on the run's frames, cached in "
+                        "<run>/vae_int8.onnx): faster, z slightly changed (pipeline/encoder_precision.py, "
+                        "docs/benchmarks.md)")
     add_backend_flags(p)
     live.add_flag(p)
     return p
@@ -132,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
               "with --in dream")
     args.algo = args.algo or load_config(args.run).get("controller", {}).get("algo") or "cmaes"
     only_with(p, args, ["--timesteps", "--n-steps"], args.algo == "ppo", "with --algo ppo")
+    only_with(p, args, ["--v-precision"], args.algo == "cmaes", "with --algo cmaes")
     if args.algo == "ppo" and args.train_in == "dream" and args.real_every is not None:
         p.error("argument --real-every: PPO scores its policy every --eval-every iterations; drop --real-every")
     args.steps = args.steps or args.source.default_max_steps
@@ -167,9 +174,11 @@ def mode(args: argparse.Namespace) -> str:
 
 
 def real_evaluator(args: argparse.Namespace) -> Evaluator:
-    """The worker pool that plays C in the real env (--workers, --task-timeout, --backend, --address)."""
+    """The worker pool that plays C in the real env (--workers, --task-timeout, --backend, --address), with V's
+    encoder at --v-precision."""
+    precision = prepare(args.v_precision, args.run, args.data, args.env, args.seed, args.steps)
     return Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                     args.backend, args.address)
+                     args.backend, args.address, precision=precision)
 
 
 def resumed_state(args: argparse.Namespace, world: WorldModel, es_path) -> ESState:
@@ -397,8 +406,10 @@ def evaluate(args, world: WorldModel) -> None:
         if args.algo != "ppo":
             evaluator.close()
     entry = evaluations.record(args.run, returns, controller, seed=args.seed, steps=args.steps,
-                               params_from=params_from, published=bool(args.publish))
+                               params_from=params_from, published=bool(args.publish), v_precision=args.v_precision)
     what = "published score" if args.publish else "controller score"
+    if args.v_precision != "fp32":
+        what += f" (V's encoder in {args.v_precision})"
     print(f"{what} over {entry['episodes']} episodes of at most {args.steps} steps: {evaluations.describe(entry)}; "
           f"min {entry['min']:.1f}, max {entry['max']:.1f}")
 
