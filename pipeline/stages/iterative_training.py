@@ -106,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> None:
     """The rounds, in --run and --data, which this process holds throughout."""
+    # One thread, as stage 04's process: M's fine-tuning is small, and OpenMP threads spinning against the real-env
+    # workers on the same cores cost far more than they give. The dreams take the workers' cores while they wait.
+    torch.set_num_threads(1)
     with lock.hold(args.run, "--run"), lock.hold(args.data, "--data"):
         Rounds(args).run()
 
@@ -264,6 +267,7 @@ class Rounds:
                 mdn_step(model, opt, latent_data.batch(train_eps, picks, args.seq_len, rng), device,
                          settings["grad_clip"], settings["done_weight"], settings["reward_over_weight"])
             progress["epoch"] = epoch + 1
+            progress_write(f"round {r} M fine-tuning epoch {epoch + 1}/{args.finetune_epochs}")
             # Whatever else stage 03 recorded (its progress, V's fingerprint, the data it saw) is kept as it was.
             checkpoint.save(self.run_dir / "mdnrnn.pt", {**state, **model.state(), "optimizer": opt.state_dict(),
                                                          "round_progress": dict(progress)})
