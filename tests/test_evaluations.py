@@ -55,7 +55,11 @@ def test_evaluate_keeps_every_score_and_publish_takes_fresh_blocks(tiny_run, tmp
     (["--block", "3"], "--block"),
     (["--evaluate", "100", "--publish", "--block", "2"], "--publish chooses fresh blocks"),
 ])
-def test_protocol_misuse_is_one_line(tiny_run, tmp_path, args, message):
-    flags = copy_run(tiny_run, tmp_path / "run")
-    proc = run_stage("04_train_controller.py", *flags, *args, check=False)
-    assert_one_line_error(proc, message)
+def test_protocol_misuse_is_one_line(tmp_path, args, message, capsys):
+    from types import SimpleNamespace
+
+    from pipeline.stages import stage04_controller
+
+    with pytest.raises(SystemExit) as stopped:
+        stage04_controller.parse_args(["--run", str(tmp_path / "run"), *args])
+    assert_one_line_error(SimpleNamespace(returncode=stopped.value.code, stderr=capsys.readouterr().err), message)
