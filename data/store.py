@@ -174,6 +174,7 @@ class RolloutStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.staging = self.root / STAGING
+        self._scanned: dict[Path, tuple[tuple, tuple[dict, list[EpisodeRef]]]] = {}  # path → (stat, what _scan read)
 
     # -- reading -------------------------------------------------------------------------------
     def files(self) -> list[Path]:
@@ -182,6 +183,22 @@ class RolloutStore:
         return shards + staged
 
     def _scan(self, path: Path) -> tuple[dict, list[EpisodeRef]]:
+        """A file's attributes and its episodes, each checked (``_check_episode``); read once while the file is
+        unchanged (a file under its final name is only ever replaced whole)."""
+        try:
+            stat = os.stat(path)
+            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            key = None
+        cached = self._scanned.get(path)
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        found = self._read(path)
+        if key is not None:
+            self._scanned[path] = (key, found)
+        return found
+
+    def _read(self, path: Path) -> tuple[dict, list[EpisodeRef]]:
         try:
             f = h5py.File(path, "r")
         except OSError:
@@ -207,9 +224,44 @@ class RolloutStore:
                         f"{path}: {key}/observations must be (T+1, 64, 64, 3) uint8 frames: move the file "
                         f"out of {self.root} and re-run 01_collect.py"
                     )
-                refs.append(EpisodeRef(path, int(g.attrs["id"]), int(g.attrs["total_steps"]), int(g.attrs.get("seed", -1)),
+                length = self._check_episode(path, key, g)
+                refs.append(EpisodeRef(path, int(g.attrs["id"]), length, int(g.attrs.get("seed", -1)),
                                        _plain(g.attrs.get("policy", "")), int(g.attrs.get("round", 0))))
             return dict(f.attrs), refs
+
+    def _check_episode(self, path: Path, key: str, g: h5py.Group) -> int:
+        """An episode's arrays fit together, and its actions and rewards are finite: T actions, T + 1 observations, T
+        rewards, terminations and truncations, ``total_steps`` T. Returns T. Cheap: observations are not read,
+        only their shape; actions and rewards are a few numbers a step. One line naming the file and the episode
+        otherwise: such an episode would fail M's training far from its cause (a NaN loss, a shape error)."""
+        def bad(what: str) -> StoreError:
+            return StoreError(f"{path}: {key} {what}: move the file out of {self.root} (and re-run 01_collect.py to "
+                              "replace its episodes)")
+
+        arrays = {}
+        for name in ("actions", "rewards", "terminations", "truncations"):
+            array = g.get(name)
+            if not isinstance(array, h5py.Dataset) or array.ndim < 1:
+                raise bad(f"has no {name} array")
+            arrays[name] = array
+        if "id" not in g.attrs or "total_steps" not in g.attrs:
+            raise bad("records no id or total_steps")
+        steps = arrays["actions"].shape[0]
+        if g["observations"].shape[0] != steps + 1:
+            raise bad(f"has {g['observations'].shape[0]} observations for {steps} actions (it needs one more "
+                      "observation than actions)")
+        for name in ("rewards", "terminations", "truncations"):
+            if arrays[name].shape != (steps,):
+                raise bad(f"has {name} of shape {arrays[name].shape} for {steps} actions (it needs one a step)")
+        if int(g.attrs["total_steps"]) != steps:
+            raise bad(f"records total_steps {int(g.attrs['total_steps'])} but holds {steps} actions")
+        for name in ("actions", "rewards"):
+            values = arrays[name][()]
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                step, *_ = np.argwhere(~np.isfinite(values))[0]
+                shown = values.reshape(steps, -1)[step]
+                raise bad(f"has a non-finite {name[:-1]} ({shown[~np.isfinite(shown)][0]}) at step {step}")
+        return steps
 
     def index(self) -> list[EpisodeRef]:
         """Every stored episode, sorted by id (a staged copy of a packed episode is ignored)."""
