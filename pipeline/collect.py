@@ -153,7 +153,7 @@ def collect(job: CollectJob, episodes: int, workers: int, progress: bool = True,
     if not missing:
         return present, 0
     # Made before the bar shows, so that a missing Ray or a bad --address fails first.
-    workers = pool.make(backend, Collector, (job,), min(workers, len(missing)), task_timeout, "collection", address)
+    workers = pool.make(backend, Collector, (job,), workers, task_timeout, "collection", address, calls=len(missing))
     hide = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE decides
     bar = progress_bar(total=episodes, initial=present, desc="collect", unit="ep", **hide)
     staged = []

@@ -71,11 +71,12 @@ class Evaluator(Scoring):
 
     def __init__(self, run: Path, env: str, state: str | None, max_steps: int, workers: int,
                  task_timeout: float = 600.0, backend: str = "local", address: str | None = None, retries: int = 3,
-                 precision: Precision = FP32):
-        """``precision``: V's encoder's in the workers (``pipeline.encoder_precision.prepare`` makes it)."""
+                 tasks: int | None = None, precision: Precision = FP32):
+        """``tasks``: the most tasks one call will play at once (no more workers are started than that);
+        ``precision``: V's encoder's in the workers (``pipeline.encoder_precision.prepare`` makes it)."""
         files = {name: (run / name).read_bytes() for name in WORLD_FILES}
         self.pool = pool.make(backend, EvaluatorWorker, (files, env, state, max_steps, precision), workers,
-                              task_timeout, "evaluation", address, retries)
+                              task_timeout, "evaluation", address, retries, calls=tasks)
 
     def run(self, tasks: list[tuple]) -> tuple[list[np.ndarray], int]:
         """Each task → its returns (N,); plus the total env steps."""
@@ -90,6 +91,9 @@ class Evaluator(Scoring):
 
     def __exit__(self, kind, *exc) -> None:
         self.close(abort=kind is not None)  # an exception (Ctrl-C, SIGTERM) ends the workers at once
+
+
+MIN_POP = 3  # pycma's smallest population: with 2 or fewer it fails after the first generation's evaluation
 
 
 class ESState:

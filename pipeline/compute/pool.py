@@ -13,20 +13,26 @@ Both kinds of pool detect trouble the same way:
   counts as hung and is replaced likewise;
 - after ``retries`` replacements within one ``run``, ``WorkerError``; so is an exception raised by a call
   itself, which would only be raised again.
-Interrupts are the stage's to handle: a local worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole
-process group), and a pool left by an exception (KeyboardInterrupt included) kills its workers at once, so none
-outlives the stage or keeps playing for it.
+Interrupts are the stage's to handle: a local worker never acts on SIGINT or SIGTERM (blocked from its first
+instruction, ignored once it runs; a Ctrl-C reaches the whole process group, also while a worker still imports),
+and a pool left by an exception (KeyboardInterrupt included) kills its workers at once, so none outlives the stage
+or keeps playing for it.
+A worker starts when there is a call for it: a pool never runs more workers than its largest batch of calls, and
+``make`` refuses up front a number of local workers whose memory the machine does not have.
 With one worker, ``InlinePool`` makes the calls in this process: nothing to detect, nothing to replace.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 from pipeline.compute import ray_backend
@@ -78,10 +84,15 @@ class SlotPool(Pool):
     def __init__(self, workers: int, timeout: float, retries: int, what: str):
         self.timeout, self.retries, self.what = timeout, retries, what
         self.a_worker = f"{'an' if what[0] in 'aeiou' else 'a'} {what} worker"
-        self.slots = list(range(workers))
+        self.workers = workers
+        self.slots: list[int] = []  # the workers started so far: each when a batch first had a call for it
+
+    def _grow(self, calls: int) -> None:
+        """Start workers until there are as many as ``calls`` (at most ``workers``)."""
         try:
-            for a in self.slots:
+            for a in range(len(self.slots), min(self.workers, calls)):
                 self._start(a)
+                self.slots.append(a)
         except BaseException:  # an interrupt while starting them: none of those started may outlive the stage
             self.close(abort=True)
             raise
@@ -95,7 +106,8 @@ class SlotPool(Pool):
         results: dict[int, object] = {}
         todo = list(range(len(calls)))[::-1]  # popped from the end: calls start in order
         running: dict[int, int] = {}  # slot → call index
-        idle = list(self.slots)[::-1]
+        self._grow(len(calls))
+        idle = self.slots[::-1]
         replaced = 0
 
         def replace(a: int, why: str, detail: str = "") -> None:
@@ -133,12 +145,32 @@ class SlotPool(Pool):
         return [results[i] for i in range(len(calls))]
 
 
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _born_deaf() -> Iterator[None]:
+    """A worker process started in this block has SIGINT and SIGTERM blocked from its first instruction until
+    ``_serve`` ignores them: a spawned worker imports for seconds first, and a Ctrl-C to the process group then
+    would end it with a KeyboardInterrupt traceback. A thread's signal mask is inherited through fork and exec,
+    so this thread blocks both while it starts the worker; this process's own handlers stay as they are, so a
+    signal sent to it meanwhile is handled (by another thread's delivery, or when the block ends), never lost.
+    The resource tracker is started first: starting it unblocks these signals in the thread that starts it."""
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _serve(recipe: bytes, conn: Connection) -> None:
     """A local worker's life: build the worker from the pickled (factory, init_args) (exit 1 if that fails: the
     pool counts it as died), then answer calls until the pipe closes. Interrupts are left to the stage's process,
-    which ends its workers: ignored from the start, before the factory's (slow) imports."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    which ends its workers: ignored from the start (``_born_deaf``), before the factory's (slow) imports."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignoring a pending signal drops it
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)  # blocked since its birth (``_born_deaf``)
     try:
         factory, init_args = pickle.loads(recipe)
         worker = factory(*init_args)
@@ -176,7 +208,8 @@ class LocalPool(SlotPool):
     def _start(self, a: int) -> None:
         ours, theirs = self.ctx.Pipe()
         proc = self.ctx.Process(target=_serve, args=(self.recipe, theirs), daemon=True)
-        proc.start()
+        with _born_deaf():
+            proc.start()
         theirs.close()
         self.procs[a], self.conns[a] = proc, ours
 
@@ -276,13 +309,59 @@ class RayPool(SlotPool):
         ray_backend.stop()
 
 
+# What one local worker holds, conservatively: a CarRacing evaluator with V and M measured about 360 MB resident.
+WORKER_MEMORY = 400 * 2**20
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can give new processes without swapping (Linux's MemAvailable, page cache included;
+    elsewhere the free pages), or None where neither is known."""
+    try:
+        with open("/proc/meminfo") as fh:
+            line = next(x for x in fh if x.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def needed(workers: int, calls: int | None) -> int:
+    """How many of ``workers`` a pool whose largest batch is ``calls`` calls ever starts."""
+    return workers if calls is None else max(1, min(workers, calls))
+
+
+def check_workers(backend: str, workers: int, calls: int | None = None) -> None:
+    """Refuse up front, in one line, local workers (``--workers``, at most ``calls`` of them started) whose memory
+    is more than the machine has available: they would be started one by one until the OOM killer ends the
+    stage. A stage calls this before it writes anything; ``make`` calls it again."""
+    started = needed(workers, calls)
+    free = available_memory()
+    if backend != "local" or started == 1 or free is None or started * WORKER_MEMORY <= free:
+        return
+    raise UsageError(f"--workers {workers}: {started} worker processes need about {started * WORKER_MEMORY / 2**30:.1f} "
+                     f"GB ({WORKER_MEMORY // 2**20} MB each) but this machine has {free / 2**30:.1f} GB available: "
+                     f"pass --workers {max(1, free // WORKER_MEMORY)} or fewer")
+
+
 def make(backend: str, factory: Callable, init_args: tuple, workers: int, timeout: float, what: str,
-         address: str | None = None, retries: int = 3) -> Pool:
-    """The pool of ``--backend``: Ray actors (``ray``), or local processes (one worker: this process)."""
+         address: str | None = None, retries: int = 3, calls: int | None = None) -> Pool:
+    """The pool of ``--backend``: Ray actors (``ray``), or local processes (one worker: this process). ``calls``:
+    the most calls one ``run`` will get; no more workers than that are ever started. Local workers are checked
+    against the machine's memory (``check_workers``) and, when they outnumber its cores, a warning line says so
+    (they share the cores; the run goes on)."""
+    requested, workers = workers, needed(workers, calls)
     if backend == "ray":
         return RayPool(factory, init_args, workers, timeout, retries, what, address)
     if backend != "local":
         raise UsageError(f"--backend {backend}: choose local or ray")
     if workers == 1:
         return InlinePool(factory, init_args)
+    check_workers(backend, requested, calls)
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        print(f"warning: --workers {requested} starts {workers} worker processes on {cores} cores; they share the "
+              f"cores (--workers {cores} gives each its own)", file=sys.stderr, flush=True)
     return LocalPool(factory, init_args, workers, timeout, retries, what)

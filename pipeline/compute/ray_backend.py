@@ -57,16 +57,54 @@ def start(address: str | None, workers: int):
     return ray
 
 
+# What an HTTP/2 client sends first (RFC 9113, 3.4): the preface and an empty SETTINGS frame. Ray's GCS is a gRPC
+# server, which speaks HTTP/2 and answers with a SETTINGS frame of its own (frame type 0x04, the 4th byte).
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_FRAME_HEADER, _SETTINGS = 9, 0x04
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A HOST:PORT address must accept a connection within ``timeout`` s (ray.init would wait on it for minutes)."""
+    """A HOST:PORT address must accept a connection and answer as a Ray cluster does (gRPC) within ``timeout`` s
+    each: ray.init would wait on anything else for minutes (a closed port, or another server answering)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or "://" in address:
         return  # 'auto', 'ray://...': Ray resolves these itself
+    start = "start one with 'ray start --head' on that machine, or drop --address for a local Ray instance"
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        connection = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as e:
-        raise UsageError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
-                         "'ray start --head' on that machine, or drop --address for a local Ray instance") from None
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); {start}") from None
+    if os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
+        connection.close()
+        return  # a TLS cluster answers only a TLS handshake: ray.init's own
+    with connection:
+        reply = _first_bytes(connection, _HTTP2_HELLO, _FRAME_HEADER, timeout)
+    if len(reply) >= _FRAME_HEADER and reply[3] == _SETTINGS:
+        return
+    if not reply:
+        what = "accepts connections but sent nothing back"
+    else:
+        text = reply.decode("latin-1").strip().splitlines()[0] if reply.strip() else ""
+        text = "".join(c if c.isprintable() else "?" for c in text)[:60]
+        what = f"answered, but not as a Ray cluster does ({text!r})" if text else "answered, but not as a Ray cluster does"
+    raise UsageError(f"--address {address}: another server {what}, within {timeout:g} s; pass the address of a Ray "
+                     f"cluster's head (its GCS port, 6379 by default), or {start}")
+
+
+def _first_bytes(connection: socket.socket, hello: bytes, wanted: int, timeout: float) -> bytes:
+    """Send ``hello``; what comes back within ``timeout`` s, until ``wanted`` bytes or the server closes."""
+    reply = b""
+    connection.settimeout(timeout)
+    try:
+        connection.sendall(hello)
+        while len(reply) < wanted:
+            more = connection.recv(256)
+            if not more:
+                break
+            reply += more
+    except OSError:  # a timeout, or a reset: nothing (more) came back
+        pass
+    return reply
 
 
 def _token_at_hand() -> bool:

@@ -20,6 +20,7 @@ from pipeline.contract.seeding import Purpose, episode_seeds
 from pipeline.dream_env import DONE_THRESHOLD, StartFrames, begin, decode, step
 from pipeline.world_model import WorldModel
 
+HEADLESS_DRIVERS = ("dummy", "offscreen")  # SDL video drivers that draw nowhere: no window, no keys
 HELP = ("dream controls: the arrow keys (and space, 1–9 where the env binds them) drive; the env's own bindings "
         "are printed when the window opens; R: a new dream; Esc or closing the window: quit")
 
@@ -95,8 +96,12 @@ def run(world: WorldModel, starts: StartFrames, temperature: float, seed: int, s
             pygame.font.init()
             screen = pygame.display.set_mode((size, size + 28))
         except pygame.error as e:
-            raise UsageError(f"--play cannot open a window ({e}): run it where there is a display "
-                             "(SDL_VIDEODRIVER=dummy runs it without one, unseen)") from None
+            raise UsageError(f"--play cannot open a window ({e}): run it where there is a display") from None
+        if events is None and pygame.display.get_driver() in HEADLESS_DRIVERS:
+            # Nobody can press a key in a window nobody sees: the loop would wait for Esc forever.
+            raise UsageError(f"--play needs a window to watch and type into, but SDL's video driver here is "
+                             f"{pygame.display.get_driver()!r}, which shows none (no display?): run it in a desktop "
+                             "session, or drop --play to write the dreams as files")
         pygame.display.set_caption(f"World Models dream: {world.source.name} (τ = {temperature:g})")
         print(f"{world.source.name} keys: {world.source.keyboard_help}")
         font = pygame.font.Font(None, 22)
