@@ -3,11 +3,15 @@
 A file is written under ``<name>.tmp``, flushed to disk and renamed, so the file under its final name is
 always complete: the old version or the new one, never half of either. A write that fails removes its
 temporary file (a kill leaves it behind; the next write of the same file replaces it, and nothing reads it).
+A folder written by another library (a Minari dataset, a package) is built the same way: under a staging name
+beside it, then renamed (``staged_folder``).
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,8 +43,20 @@ def no_space(error: BaseException) -> str | None:
     return next((_NO_SPACE[code] for text, code in _NO_SPACE_TEXT.items() if text in str(error)), None)
 
 
+NAME_MAX = 255  # bytes in one path component, on every file system the stages write to
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """A hidden-from-readers name next to ``path`` ending in ``suffix``: ``<name><suffix>`` when that fits in a
+    path component, else a digest of the name (a name near the limit must still have a temporary twin)."""
+    path = Path(path)
+    if len((path.name + suffix).encode()) <= NAME_MAX:
+        return path.with_name(path.name + suffix)
+    return path.with_name(hashlib.sha256(path.name.encode()).hexdigest()[:32] + suffix)
+
+
 def temporary(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
+    return _beside(path, ".tmp")
 
 
 @contextmanager
@@ -65,3 +81,42 @@ def atomic(path: Path) -> Iterator[Path]:
 def write_bytes(path: Path, data: bytes) -> None:
     with atomic(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
+
+
+def copy_file(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` atomically: ``path`` is never a partial copy, even when the disk fills up."""
+    with atomic(Path(path)) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` to disk (before the folder is renamed into place)."""
+    for file in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()):
+        with open(file, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def staging(path: Path) -> Path:
+    """Where ``staged_folder`` builds ``path``."""
+    return _beside(Path(path), ".partial")
+
+
+@contextmanager
+def staged_folder(path: Path) -> Iterator[Path]:
+    """Yields an empty staging folder beside ``path`` (a killed earlier attempt's is removed first); when the block
+    ends without error every file in it is fsynced and the folder renamed to ``path``, which must not exist. On
+    any error the staging folder is removed; running out of space raises ``DiskFull`` naming ``path``."""
+    path = Path(path)
+    tmp = staging(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        fsync_tree(tmp)
+        os.rename(tmp, path)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = no_space(e)
+        if reason:
+            raise DiskFull(path, reason) from e
+        raise

@@ -21,7 +21,7 @@ from models.vae import sample_z
 from pipeline.contract import checkpoint
 from pipeline.contract.errors import UsageError
 from pipeline.encoder_precision import FP32, Precision
-from pipeline.world_model import WorldModel, controller_actions
+from pipeline.world_model import WorldModel, check_controller, controller_actions, fingerprint_of
 
 FILES = ("vae.pt", "mdnrnn.pt", "controller.pt")
 
@@ -34,6 +34,10 @@ def controller_files(run: Path) -> dict[str, bytes]:
             raise UsageError(f"--policy controller plays {run / name}, which is missing: train the run through "
                              f"04_train_controller.py first, or pass another --run")
     files = {name: (run / name).read_bytes() for name in FILES}
+    vae, m = (checkpoint.load(run / name, made_by) for name, made_by in (("vae.pt", "02_train_vae.py"),
+                                                                        ("mdnrnn.pt", "03_train_mdnrnn.py")))
+    check_controller(checkpoint.load(run / "controller.pt", "04_train_controller.py"), run / "controller.pt",
+                     fingerprint_of(vae["model"], m["model"]))
     return files
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from data import atomic
 from data import latents as latent_data
 from data.frames import split
 from data.store import read_episode
@@ -246,8 +246,23 @@ def calibrate(modules: tuple, episodes: list[FrameEpisode], args, device: torch.
     return balance(ends)
 
 
-def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
+def keep_stagewise_v(run) -> None:
+    """Keep stage 02's V as ``vae_stagewise.pt`` before joint training begins (it replaces ``vae.pt`` when it ends):
+    copied atomically, and copied again over a copy that does not load (one a full disk cut short before copies
+    were atomic). Until ``joint.pt`` exists, ``vae.pt`` is still stage 02's V."""
+    kept = run / "vae_stagewise.pt"
+    if kept.exists():
+        try:
+            checkpoint.load(kept, "02_train_vae.py")
+            return
+        except UsageError:
+            pass
+    atomic.copy_file(run / "vae.pt", kept)
+
+
+def train(args, vae_state: dict, config, refs, device: torch.device, dataset: str | None = None) -> dict:
     """Train V, M and f_inv together into ``args.run``; returns V's new state. Resumes from ``joint.pt``.
+    ``dataset``: the digest of ``refs`` (``data.store.index_hash``), which V and M record.
 
     Writes vae.pt (the joint V; stage 02's is kept as vae_stagewise.pt), mdnrnn.pt, inverse.pt,
     metrics/joint.csv and plots/joint_losses.png, plots/joint_balance.png."""
@@ -269,8 +284,7 @@ def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
         progress = state["progress"]
         print(f"resuming joint training from {ckpt}: epoch {progress['epoch']}")
     else:
-        if not (run / "vae_stagewise.pt").exists():
-            shutil.copyfile(run / "vae.pt", run / "vae_stagewise.pt")
+        keep_stagewise_v(run)
         weights = {"vae": args.vae_weight, "mdn": 1.0, "inverse": args.inverse_weight}
         if args.balance == "auto":
             chosen = calibrate(modules, train_eps, args, device)
@@ -318,10 +332,11 @@ def train(args, vae_state: dict, config, refs, device: torch.device) -> dict:
     vae_out = {**vae.state(), "progress": {"epoch": args.epochs, "step": progress["step"], "frames": 0,
                                            "blocks_done": []}}
     fingerprint = checkpoint.weights_hash(vae.state_dict())
-    checkpoint.save(run / "vae.pt", {**vae_out, "fingerprint": fingerprint})
+    record = checkpoint.dataset_record(refs, dataset) if dataset is not None else {}
+    checkpoint.save(run / "vae.pt", {**vae_out, "fingerprint": fingerprint, **record})
     checkpoint.save(run / "inverse.pt", inverse.state())
     checkpoint.save(run / "mdnrnn.pt", {**m.state(), "progress": {"epoch": args.epochs, "step": progress["step"]},
-                                        "vae_fingerprint": fingerprint, "joint": True})
+                                        "vae_fingerprint": fingerprint, "joint": True, **record})
     print(f"V, M and f_inv trained jointly for {progress['epoch']} epoch(s): {run / 'vae.pt'}, {run / 'mdnrnn.pt'}, "
           f"{run / 'inverse.pt'}")
     return checkpoint.load(run / "vae.pt", "03_train_mdnrnn.py --joint")

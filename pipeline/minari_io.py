@@ -13,17 +13,24 @@ folder as they read any other, and re-running finds it complete.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import resource
+import shutil
+import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 import envs
+from data import atomic
 from data.store import Episode, RolloutStore, ShardInfo
 from envs.base import EnvSource
-from pipeline.contract.errors import UsageError
+from pipeline.contract import lock
+from pipeline.contract.errors import RunFailed, UsageError
 
 SCHEME = "minari:"
 FRAME_SHAPE = (64, 64, 3)
@@ -54,14 +61,39 @@ def load(spec: str):
     folder = Path(name).expanduser()
     for candidate in (folder / "data", folder):
         if (candidate / "metadata.json").is_file():
-            return minari.MinariDataset(candidate)
+            return _opened(lambda: minari.MinariDataset(candidate), spec)
     if folder.exists():
         raise UsageError(f"argument --data: {folder} holds no Minari dataset (no metadata.json in it or in its data/)")
+    if not minari.storage.get_dataset_path(name).exists():
+        raise UsageError(f"argument --data: no local Minari dataset {name!r} (none in {minari.storage.get_dataset_path()}); "
+                         "`minari list local` lists them, or pass the dataset's folder as minari:PATH")
+    return _opened(lambda: minari.load_dataset(name, download=False), spec)
+
+
+def _opened(open_dataset, spec: str):
+    """A Minari dataset opened by ``open_dataset()``; what Minari raises on a damaged one is one line."""
     try:
-        return minari.load_dataset(name, download=False)
-    except Exception as e:  # Minari raises FileNotFoundError or ValueError, depending on what is missing
-        raise UsageError(f"argument --data: no local Minari dataset {name!r} ({e}); `minari list local` lists them, "
-                         "or pass the dataset's folder as minari:PATH") from None
+        return open_dataset()
+    except UsageError:
+        raise
+    except Exception as e:  # FileNotFoundError, ValueError, OSError from h5py, …, depending on what is damaged
+        raise UsageError(f"argument --data: {spec} cannot be opened ({_first_line(e)}): it is damaged or incomplete; "
+                         "restore it, or write it again (export_minari.py)") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _episode(dataset, i: int, spec: str):
+    """Episode ``i`` of ``dataset``; a damaged data file (a truncated main_data.hdf5) is one line."""
+    try:
+        return dataset[i]
+    except Exception as e:  # h5py's OSError on a truncated file, KeyError on a missing group, …
+        path = getattr(getattr(dataset, "storage", None), "data_path", spec)
+        raise UsageError(f"argument --data: episode {i} of {spec} cannot be read from {path} ({_first_line(e)}): the "
+                         "dataset is damaged or incomplete; restore it, or write it again (export_minari.py)") from None
 
 
 def env_of(dataset) -> str | None:
@@ -106,6 +138,8 @@ def materialise(spec: str, run: Path, source: EnvSource, env: str, shard_size: i
 
     dataset = load(spec)
     check(dataset, spec, source, env)
+    if dataset.total_episodes == 0:
+        raise UsageError(f"argument --data: {spec} holds no episodes: pass a Minari dataset with episodes in it")
     dataset_id = dataset.spec.dataset_id
     dest = run / FOLDER
     store = RolloutStore(dest)
@@ -121,7 +155,7 @@ def materialise(spec: str, run: Path, source: EnvSource, env: str, shard_size: i
     missing = [i for i in range(dataset.total_episodes) if i not in have]
     staged = []
     for i in bar(missing, desc=f"episodes from {dataset_id}", unit="ep") if missing else []:
-        ep = dataset[i]
+        ep = _episode(dataset, i, spec)
         staged.append(store.stage(Episode(
             id=i, observations=frames(ep.observations, source), actions=source.stored_actions(list(ep.actions)),
             rewards=np.asarray(ep.rewards, np.float32), terminations=np.asarray(ep.terminations, bool),
@@ -135,15 +169,76 @@ def materialise(spec: str, run: Path, source: EnvSource, env: str, shard_size: i
 
 def export(data: Path, dataset_id: str, root: Path | None = None):
     """Write the episodes of the data folder ``data`` as the Minari dataset ``dataset_id`` (under ``root``, else
-    Minari's own store) and return it, opened by Minari."""
+    Minari's own store) and return it, opened by Minari.
+
+    The dataset is written whole or not at all: Minari writes it into a hidden staging folder of the store
+    (Minari lists no hidden folder), in a child process, and only a complete one is renamed to its id. HDF5
+    crashes the process writing it when a disk write fails (a full disk, a file-size limit), which the child
+    takes with it: the stage reports it in one line, and nothing is left under the dataset's name."""
     minari = _minari()
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        namespace = parse_dataset_id(dataset_id)[0]
+    except (TypeError, ValueError):
+        raise UsageError(f"argument --dataset: {dataset_id!r} is not a Minari dataset id: write it as "
+                         "(namespace/)name-vN, e.g. world-models/carracing/demo-v0") from None
+    lock.check_idle(data, "--data")
+    store = RolloutStore(data)
+    refs = sorted(store.require(), key=lambda r: r.id)
+    attrs = store.attrs()
+    with _datasets_path(root):
+        home = Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets")
+        lock.check_writable(home, "--root")
+        datasets = minari.storage.get_dataset_path()  # the store's folder, made if missing
+        final = minari.storage.get_dataset_path(dataset_id)
+        if final.exists():
+            raise UsageError(f"argument --dataset: a Minari dataset {dataset_id} exists already in {datasets}: pass "
+                             f"another id (or version), or `minari delete {dataset_id}`")
+    staging = atomic.staging(datasets / ("." + dataset_id.replace("/", "~")))
+    shutil.rmtree(staging, ignore_errors=True)  # a killed export's
+    try:
+        _in_child(_write_dataset, staging, dataset_id, data, refs, attrs, final=final)
+        atomic.fsync_tree(staging)
+        with _datasets_path(datasets):
+            from minari.namespace import create_namespace, list_local_namespaces
+            if namespace is not None and namespace not in list_local_namespaces():
+                create_namespace(namespace)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging / dataset_id, final)
+    except BaseException as e:
+        reason = atomic.no_space(e)
+        if reason:
+            raise atomic.DiskFull(final, reason) from e
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with _datasets_path(datasets):
+        return minari.load_dataset(dataset_id)
+
+
+@contextmanager
+def _datasets_path(root: Path | None) -> Iterator[None]:
+    """Minari's store is ``root`` for the block (``MINARI_DATASETS_PATH``; unchanged when ``root`` is None)."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    if root is not None:
+        os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def _write_dataset(staging: Path, dataset_id: str, data: Path, refs: list, attrs: dict) -> None:
+    """Minari's ``create_dataset_from_buffers`` into the store ``staging``, then each episode's provenance."""
+    import minari
     from minari.data_collector import EpisodeBuffer
 
     from data.store import read_episode
 
-    store = RolloutStore(data)
-    refs = sorted(store.require(), key=lambda r: r.id)
-    attrs = store.attrs()
     env = str(attrs["env_name"])
     source = envs.get(env, str(attrs.get("state", "")) or None)
     gym_id = next((i for i, name in GYM_IDS.items() if name == env and not i.startswith("Fast")), None)
@@ -155,22 +250,9 @@ def export(data: Path, dataset_id: str, root: Path | None = None):
                                 terminations=ep.terminations, truncations=ep.truncations,
                                 seed=int(ep.seed) if ep.seed >= 0 else None, infos={})
 
-    from minari.dataset.minari_dataset import parse_dataset_id
-    try:
-        parse_dataset_id(dataset_id)
-    except (TypeError, ValueError):
-        raise UsageError(f"argument --dataset: {dataset_id!r} is not a Minari dataset id: write it as "
-                         "(namespace/)name-vN, e.g. world-models/carracing/demo-v0") from None
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    if root is not None:
-        os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
-        if minari.storage.get_dataset_path(dataset_id).exists():
-            raise UsageError(f"argument --dataset: a Minari dataset {dataset_id} exists already in "
-                             f"{minari.storage.get_dataset_path()}: pass another id (or version), or `minari delete "
-                             f"{dataset_id}`")
-        policies = sorted({ref.policy for ref in refs if ref.policy})
-        dataset = minari.create_dataset_from_buffers(
+    policies = sorted({ref.policy for ref in refs if ref.policy})
+    with _datasets_path(staging):
+        minari.create_dataset_from_buffers(
             dataset_id, buffers(), env=gym_id,
             observation_space=gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8), action_space=source.action_space,
             algorithm_name=f"world-models 01_collect.py --policy {'+'.join(policies) or '?'}",
@@ -178,13 +260,59 @@ def export(data: Path, dataset_id: str, root: Path | None = None):
                         f"preprocessed: {attrs.get('preprocessing', '?')}",
             data_format="hdf5", jpeg_encoding=False)
         keep_provenance(minari.storage.get_dataset_path(dataset_id), refs)
-        return dataset
+
+
+def _in_child(target, *args, final: Path) -> None:
+    """``target(*args)`` in a forked child process, whose exception is raised here. A child that dies of a signal
+    (HDF5 crashes its process when a disk write fails) is one line: ``DiskFull`` naming ``final`` when a
+    file-size limit is set or the disk is nearly full, else ``RunFailed``."""
+    ctx = mp.get_context("fork")
+    ours, theirs = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(theirs, target, args))
+    child.start()
+    theirs.close()
+    try:
+        try:
+            outcome = ours.recv()
+        except EOFError:  # it died before it could say anything
+            outcome = None
+        child.join()
+    except BaseException:  # Ctrl-C, SIGTERM: the child goes with this process
+        child.kill()
+        child.join()
+        raise
     finally:
-        if root is not None:
-            if previous is None:
-                os.environ.pop("MINARI_DATASETS_PATH", None)
-            else:
-                os.environ["MINARI_DATASETS_PATH"] = previous
+        ours.close()
+    if outcome is not None:
+        if outcome != "ok":
+            raise outcome
+        return
+    why = f"signal {signal.Signals(-child.exitcode).name}" if child.exitcode < 0 else f"exit code {child.exitcode}"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        raise atomic.DiskFull(final, "file size limit reached")
+    probe = final
+    while not probe.exists():
+        probe = probe.parent
+    if shutil.disk_usage(probe).free < 2**26:  # under 64 MiB left
+        raise atomic.DiskFull(final, "disk full")
+    raise RunFailed(f"writing the Minari dataset {final} ended the writer ({why}); nothing was left under its name: "
+                    "re-run the same command")
+
+
+def _child_main(conn, target, args) -> None:
+    """The child's life: HDF5's reports of a failing write (dozens of lines as its objects are freed) go nowhere;
+    what went wrong reaches the parent through ``conn``."""
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        target(*args)
+        conn.send("ok")
+    except BaseException as e:  # raised again in the parent, which reports it
+        try:
+            conn.send(e)
+        except Exception:  # an exception that does not pickle
+            conn.send(RunFailed(f"writing the Minari dataset failed: {type(e).__name__}: {e}"))
 
 
 def keep_provenance(dataset_path: Path, refs: list) -> None:
@@ -199,10 +327,11 @@ def keep_provenance(dataset_path: Path, refs: list) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``export_minari.py``: a data folder → a Minari dataset."""
-    import argparse
     import warnings
 
-    p = argparse.ArgumentParser(description="Write a data folder's episodes as a Minari dataset (lossless frames).")
+    from pipeline.contract.cli import Parser  # not at the top: cli reads Minari datasets through this module
+
+    p = Parser(description="Write a data folder's episodes as a Minari dataset (lossless frames).")
     p.add_argument("--data", type=Path, required=True, help="the data folder 01_collect.py wrote")
     p.add_argument("--dataset", help="the Minari dataset id, (namespace/)(env/)name-vN (default: "
                                      "world-models/<env>/<data folder's name>-v0)")
@@ -211,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.data.is_dir():
         p.error(f"argument --data: {args.data} is not a folder: pass the data folder 01_collect.py wrote")
+    lock.check_idle(args.data, "--data")
     env = str(RolloutStore(args.data).attrs().get("env_name", "data")).replace(":", "-")
     dataset_id = args.dataset or f"world-models/{env}/{args.data.resolve().name}-v0"
     with warnings.catch_warnings():  # Minari's advice to record an author and a code permalink

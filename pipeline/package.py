@@ -10,16 +10,18 @@ start dreams from. No rollouts are copied. Afterwards ``04_train_controller.py -
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
 import h5py
 
-from pipeline.contract import checkpoint
+from data import atomic
+from data.store import new_h5
+from pipeline.contract import checkpoint, cli, lock
 from pipeline.contract.errors import UsageError
 from pipeline.contract.runconfig import atomic_write_text, latents_path, load_config
+from pipeline.world_model import check_controller, fingerprint_of
 
 WEIGHTS = (("vae.pt", "02_train_vae.py"), ("mdnrnn.pt", "03_train_mdnrnn.py"), ("controller.pt", "04_train_controller.py"))
 FILES = ("controller_eval.json", "controller_reselect.json", "report.html")
@@ -28,20 +30,39 @@ FOLDERS = (("metrics", "*.csv"), ("plots", "*.png"), ("dreams", "driving.gif"), 
 
 
 def package(run: Path, dest: Path, data: str, episodes: int = 4) -> int:
-    """Write the package of ``run`` into ``dest`` (which must not exist yet); returns its size in bytes."""
+    """Write the package of ``run`` into ``dest`` (which must not exist yet); returns its size in bytes. The run must
+    be finished (no process holds it) and whole: M trained on this V, C evolved on this V and M, the latents
+    encoded by this V. The package is built beside ``dest`` and renamed into place (``data.atomic``)."""
     if not (run / "controller.pt").exists():
         raise UsageError(f"{run} has no controller.pt: train C with 04_train_controller.py first")
+    lock.check_idle(run, "--run", "packaging it now would ship whatever it holds at this moment")
+    if len(dest.name.encode()) > atomic.NAME_MAX:
+        raise UsageError(f"--to {dest}: its last name has {len(dest.name.encode())} bytes, more than a file system "
+                         f"allows ({atomic.NAME_MAX}): choose a shorter one")
     if dest.exists():
         raise UsageError(f"{dest} already exists: remove it or choose another --to")
-    staging = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    vae_state = None
-    for name, made_by in WEIGHTS:
-        state = checkpoint.load(run / name, made_by)
+    lock.check_writable(dest, "--to")
+    states = {name: checkpoint.load(run / name, made_by) for name, made_by in WEIGHTS}
+    check_chain(run, states)
+    with atomic.staged_folder(dest) as staging:
+        _write(run, staging, dest, data, states, episodes)
+    return sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+
+
+def check_chain(run: Path, states: dict) -> None:
+    """M was trained on this V's codes and C evolved on this V and M: a package ships one world model."""
+    vae, m = states["vae.pt"], states["mdnrnn.pt"]
+    if m.get("vae_fingerprint", checkpoint.weights_hash(vae["model"])) != checkpoint.weights_hash(vae["model"]):
+        raise UsageError(f"{run / 'mdnrnn.pt'} was trained on the codes of another V than {run / 'vae.pt'} (retrained "
+                         "since?): run 03_train_mdnrnn.py again on this V, then 04_train_controller.py")
+    check_controller(states["controller.pt"], run / "controller.pt", fingerprint_of(vae["model"], m["model"]))
+
+
+def _write(run: Path, staging: Path, dest: Path, data: str, states: dict, episodes: int) -> None:
+    for name, state in states.items():
         state.pop("optimizer", None)
         checkpoint.save(staging / name, state)
-        vae_state = state if name == "vae.pt" else vae_state
+    vae_state = states["vae.pt"]
     config = load_config(run)
     for entry in config.values():
         for key in ("data",):
@@ -59,8 +80,6 @@ def package(run: Path, dest: Path, data: str, episodes: int = 4) -> int:
             (staging / folder).mkdir(exist_ok=True)
             shutil.copy2(path, staging / folder / path.name)
     copy_latents(latents_path(run), staging / "latents.h5", checkpoint.weights_hash(vae_state["model"]), episodes)
-    staging.rename(dest)
-    return sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
 
 
 def copy_latents(source: Path, target: Path, vae_fingerprint: str, episodes: int) -> None:
@@ -70,7 +89,7 @@ def copy_latents(source: Path, target: Path, vae_fingerprint: str, episodes: int
     with h5py.File(source, "r") as src:
         if src.attrs.get("vae_fingerprint") != vae_fingerprint:
             raise UsageError(f"{source} was not encoded by this run's V: run 03_train_mdnrnn.py again to re-encode it")
-        with h5py.File(target, "w") as dst:
+        with new_h5(target) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for key in sorted(src, key=lambda k: src[k].attrs.get("id", 0))[:episodes]:
@@ -78,12 +97,13 @@ def copy_latents(source: Path, target: Path, vae_fingerprint: str, episodes: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="the finished run folder")
     p.add_argument("--to", type=Path, required=True, help="the package folder to create (e.g. pretrained/carracing)")
     p.add_argument("--data", default="data/driver-carracing",
                    help="the data folder the package's config.json names (where the recipe collects its rollouts)")
-    p.add_argument("--episodes", type=int, default=4, help="episodes of encoded latents to ship for dreams")
+    p.add_argument("--episodes", type=cli.positive_int_up_to(cli.MAX_EPISODES), default=4,
+                   help="episodes of encoded latents to ship for dreams")
     args = p.parse_args(argv)
     size = package(args.run, args.to, args.data, args.episodes)
     print(f"{args.to}: {size / 2**20:.1f} MB")

@@ -22,6 +22,7 @@ as CMA-ES's generations do, one per iteration (``--n-steps`` steps of each of ``
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from data.atomic import write_bytes
 from models.vae import sample_z, to_input
 from pipeline.contract.errors import UsageError
 from pipeline.contract.runconfig import latents_path
@@ -124,7 +126,8 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
     in_dream = getattr(args, "train_in", "env") == "dream"
     n_envs = DREAMS if in_dream else args.workers
     per_iteration = args.n_steps * n_envs
-    model = base.PPO.load(run / CHECKPOINT, device="cpu") if (run / CHECKPOINT).exists() else None
+    fingerprint = world.fingerprint()
+    model = load(run / CHECKPOINT, fingerprint) if (run / CHECKPOINT).exists() else None
     start = model.num_timesteps if model is not None else 0
     log = open_log(start // per_iteration)
     # Env i's episode seeds: a stream of its own, and a new one each time the run resumes (none played twice).
@@ -172,12 +175,12 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
                 row.update(eval_mean=scores.mean(), eval_std=scores.std(), env_steps=row["env_steps"] + steps)
                 if scores.mean() > best:
                     best = float(scores.mean())
-                    self.model.save(run / BEST)
+                    save(self.model, run / BEST, fingerprint)
             row["seconds"] = time.monotonic() - self.start
             log.write(**row)
-            self.model.save(run / CHECKPOINT)
+            save(self.model, run / CHECKPOINT, fingerprint)
             if not (run / BEST).exists():
-                self.model.save(run / BEST)
+                save(self.model, run / BEST, fingerprint)
             shown = f", kept policy scored {row['eval_mean']:.1f} ± {row['eval_std']:.1f}" if "eval_mean" in row else ""
             returns = f"episodes {row['mean']:.1f} (best {row['best']:.1f})" if finished else "no episode ended"
             progress_write(f"iteration {iteration}: {self.model.num_timesteps:,} steps, {returns}{shown}")
@@ -205,17 +208,44 @@ def actor(model, source):
     return act
 
 
-def load_best(run: Path):
-    """The kept PPO policy of ``run``."""
+def save(model, path: Path, world: str) -> None:
+    """SB3's zip, written through the project's atomic path (complete under its name, or the previous version),
+    recording the fingerprint ``world`` of the V and M the policy learnt on (``WorldModel.fingerprint``)."""
+    model.world_fingerprint = world  # SB3 saves a model's plain attributes, and load restores them
+    buffer = io.BytesIO()
+    model.save(buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load(path: Path, world: str | None = None):
+    """The PPO model saved at ``path``; a damaged file, or one that learnt on other V and M than ``world``, is
+    one line (a zip saved before models recorded their world cannot tell, and is taken as it is)."""
+    try:
+        model = sb3().PPO.load(path, device="cpu")
+    except UsageError:
+        raise
+    except Exception:  # SB3 fails in many ways on a damaged zip (BadZipFile, EOFError, KeyError, …)
+        raise UsageError(f"{path} is corrupted or not a Stable-Baselines3 PPO model: delete it and run "
+                         "04_train_controller.py --algo ppo again") from None
+    made_on = getattr(model, "world_fingerprint", None)
+    if world is not None and made_on is not None and made_on != world:
+        raise UsageError(f"{path} learnt on another V and M than this run's (retrained since?): delete {CHECKPOINT} "
+                         f"and {BEST} and run 04_train_controller.py --algo ppo again, or restore the vae.pt and "
+                         "mdnrnn.pt it learnt on")
+    return model
+
+
+def load_best(run: Path, world: WorldModel | None = None):
+    """The kept PPO policy of ``run`` (checked against ``world``'s V and M when given)."""
     path = run / BEST
     if not path.exists():
         raise UsageError(f"{path} is missing: train C with 04_train_controller.py --algo ppo first")
-    return sb3().PPO.load(path, device="cpu")
+    return load(path, world.fingerprint() if world is not None else None)
 
 
 def evaluate(args: argparse.Namespace, world: WorldModel, seeds: list[int]) -> np.ndarray:
     """``--evaluate N`` for a PPO run: the kept policy on EVALUATE seeds, the same as a CMA-ES controller's."""
-    model = load_best(args.run)
+    model = load_best(args.run, world)
     env = FeatureEnv(world, args.steps, args.seed)
     try:
         return play(model, env, seeds)[0]

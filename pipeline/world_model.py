@@ -49,8 +49,11 @@ class WorldModel:
 
     def fingerprint(self) -> str:
         """A digest of V's and M's weights: what a controller evolved on them is tied to."""
-        return checkpoint.weights_hash({**{f"vae.{k}": v for k, v in self.vae.state_dict().items()},
-                                        **{f"mdnrnn.{k}": v for k, v in self.mdnrnn.state_dict().items()}})
+        return fingerprint_of(self.vae.state_dict(), self.mdnrnn.state_dict())
+
+    def check_controller(self, ctrl: dict, path: Path) -> None:
+        """Refuse C's checkpoint ``ctrl`` (read from ``path``) if it was evolved on other V and M than these."""
+        check_controller(ctrl, path, self.fingerprint())
 
     @property
     def controller_in(self) -> int:
@@ -63,6 +66,23 @@ class WorldModel:
     @property
     def num_params(self) -> int:
         return num_params(self.controller_in, self.controller_out)
+
+
+def fingerprint_of(vae_weights: dict, mdnrnn_weights: dict) -> str:
+    """``WorldModel.fingerprint`` from V's and M's state dicts (a checkpoint's ``"model"``), without building them."""
+    return checkpoint.weights_hash({**{f"vae.{k}": v for k, v in vae_weights.items()},
+                                    **{f"mdnrnn.{k}": v for k, v in mdnrnn_weights.items()}})
+
+
+def check_controller(ctrl: dict, path: Path, world: str) -> None:
+    """C's checkpoint records the fingerprint of the V and M it was evolved on (``"world"``); refuse it, in one
+    line, when that is not ``world`` (V or M retrained since): it would be scored, dreamed with or shipped on
+    a world it never saw. A checkpoint that records none (an older version's) cannot tell, and is taken as it is."""
+    made_on = ctrl.get("world")
+    if made_on is not None and made_on != world:
+        raise UsageError(f"{path} was evolved on another V and M than this run's (retrained since?): delete it and "
+                         f"{path.parent / 'es_state.pkl'}, and run 04_train_controller.py again to evolve C on the "
+                         "current ones, or restore the vae.pt and mdnrnn.pt it was evolved on")
 
 
 # Sources whose ``controller_action`` computes each action component from C's outputs by elementwise numpy

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from data.atomic import write_bytes
+from data.store import EpisodeRef, index_hash
 from pipeline.contract.errors import UsageError
 
 
@@ -50,3 +51,21 @@ def weights_hash(model_state: dict) -> str:
         h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return h.hexdigest()
+
+
+def dataset_record(refs: list[EpisodeRef], dataset: str) -> dict:
+    """What a checkpoint records of the dataset it was trained on: its digest (``data.store.index_hash``) and the
+    latest round of iterative training among its episodes."""
+    return {"dataset": dataset, "dataset_round": max((ref.round for ref in refs), default=0)}
+
+
+def trained_on(state: dict, refs: list[EpisodeRef], attrs: dict) -> bool:
+    """Whether the episodes ``refs`` (of a folder with shard attributes ``attrs``) are the dataset the checkpoint
+    ``state`` was trained on: the same, or the same with episodes of later rounds of iterative training added
+    (iterate.py adds a round's episodes on purpose, to the data its V saw). A checkpoint that records no dataset
+    (written by an older version) cannot tell, and is taken as it is."""
+    seen = state.get("dataset")
+    if seen is None or index_hash(refs, attrs) == seen:
+        return True
+    earlier = [ref for ref in refs if ref.round <= state.get("dataset_round", 0)]
+    return len(earlier) < len(refs) and index_hash(earlier, attrs) == seen

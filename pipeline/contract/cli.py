@@ -142,6 +142,7 @@ def parse_stage_args(parser: Parser, stage: str, argv: list[str] | None = None) 
     if known.preset:
         parser.set_defaults(**PRESETS[known.preset].get(stage, {}))
     args = parser.parse_args(argv)
+    runconfig.use_parser(parser)  # a resume hint is written in this parser's flags
     # A run folder remembers what it was made from: a later stage given only --run finds its env, data and
     # level there (flags given on the command line still win).
     recorded = load_config(args.run) if args.run else {}

@@ -142,6 +142,39 @@ def _command(limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def writer(folder: Path) -> str | None:
+    """Who is writing ``folder`` now (as ``_owner`` names it), if another process holds its lock; None when nobody
+    does, or this process does. Takes no lock and writes nothing, so it works on a folder this process may only
+    read."""
+    folder = Path(folder)
+    try:
+        if str(folder.resolve()) in _held:
+            return None
+        fd = os.open(folder / NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file: no writer has run here, or the last one ended normally
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return _owner(fd)
+        raise
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def check_idle(folder: Path, flag: str, use: str = "reading it now would see only the part written so far") -> None:
+    """Refuse, in one line naming the writer, to read ``folder`` while another process writes it (holds its
+    lock): a reader sees a folder whole, or not at all."""
+    owner = writer(folder)
+    if owner is not None:
+        raise UsageError(f"{flag} {folder} is being written by {owner}; {use}: wait for it to end (or stop it), "
+                         "then re-run")
+
+
 @contextmanager
 def hold(folder: Path, flag: str = "--run") -> Iterator[Path]:
     """Hold the folder ``flag`` names (made if missing) for the block: refused with one line naming the owner

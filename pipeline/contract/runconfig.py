@@ -63,10 +63,59 @@ def _same(recorded, value) -> bool:
 _LOCATIONS = {"preset", "source", "run", "data", "vae", "latents"}
 
 
+_parser: argparse.ArgumentParser | None = None  # the parser of this process's stage, which hints are written for
+
+
+def use_parser(parser: argparse.ArgumentParser) -> None:
+    """The parser whose flags ``check_resume``'s hints are written in (``cli.parse_stage_args`` sets it)."""
+    global _parser
+    _parser = parser
+
+
+def _action(name: str) -> argparse.Action | None:
+    return next((a for a in _parser._actions if a.dest == name), None) if _parser is not None else None
+
+
+def _as_flags(name: str, value) -> str | None:
+    """Setting ``name`` = ``value`` as the stage's parser takes it on a command line: ``--flag value``, ``--flag``
+    for a switch that is on, "" for a switch that is off or a value left unset; None when the parser would
+    reject the value (a config.json edited by hand, or written by an older version)."""
+    flag = "--" + name.replace("_", "-")
+    action = _action(name)
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or isinstance(value, bool):
+        on = value == (action.const if action is not None else True)
+        return flag if on else ""
+    if value is None or value == []:
+        return ""
+    values = value if isinstance(value, list) else [value]
+    if action is not None:
+        for item in values:
+            try:
+                parsed = action.type(str(item)) if action.type else str(item)
+            except (argparse.ArgumentTypeError, TypeError, ValueError):
+                return None
+            if action.choices is not None and parsed not in action.choices:
+                return None
+    return " ".join(f"{flag} {item}" for item in values)
+
+
+def _resume_hint(run: Path, name: str, recorded, value) -> str:
+    """One line: ``run`` was started with the setting ``name`` at ``recorded``, not ``value``; and how to resume it."""
+    flag = "--" + name.replace("_", "-")
+    was, now = _as_flags(name, recorded), _as_flags(name, value)
+    if was is None:
+        return (f"{run} was started with {flag} {recorded} (its config.json says), which {flag} does not accept: pass "
+                "a new --run to start over")
+    shown = lambda flags: f"with {flags}" if flags else f"without {flag}"  # noqa: E731
+    instead = value if now is None or (was and now and " " in was) else shown(now)  # "--lr 0.1, not 0.2"
+    fix = f"pass {was}" if was else f"drop {flag}"
+    return f"{run} was started {shown(was)}, not {instead}: {fix} to resume it, or a new --run to start over"
+
+
 def check_resume(run: Path, stage: str, args: argparse.Namespace, may_change: set[str], **derived) -> None:
     """Resuming ``stage`` of ``run`` with other settings than it started with would mix results of different
     meaning: every setting outside ``may_change``, and every ``derived`` value (e.g. ``dataset``), must equal the
-    one recorded, or it is one line naming the flag and its recorded value."""
+    one recorded, or it is one line naming the flag, its recorded value and the command line that resumes."""
     recorded = load_config(run).get(stage, {})
     for name, value in {**vars(args), **derived}.items():
         if name in may_change or name in _LOCATIONS or name not in recorded:
@@ -75,9 +124,7 @@ def check_resume(run: Path, stage: str, args: argparse.Namespace, may_change: se
             if name in derived:
                 raise UsageError(f"{run} was trained on other {name} contents than --data {args.data} holds now: pass "
                                  "the data it was trained on, or a new --run to start over")
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{run} was started with {flag} {recorded[name]}, not {value}: pass {flag} "
-                             f"{recorded[name]} to resume it, or a new --run to start over")
+            raise UsageError(_resume_hint(run, name, recorded[name], value))
 
 
 def save_stage_config(run: Path, stage: str, args: argparse.Namespace, **extra) -> dict:

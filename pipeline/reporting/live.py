@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ class Live:
                 raise UsageError("--log tensorboard needs the tensorboard package: pip install tensorboard, or drop "
                                  "the flag") from None
             purge = int(resume_after) + 1 if resume_after else None
+            check(run, stage, kinds)
             self.tb = SummaryWriter(str(run / "tb" / stage), purge_step=purge, flush_secs=30)
         if "wandb" in kinds:
             try:
@@ -81,6 +83,20 @@ class Live:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check(run: Path, stage: str, kinds: list[str]) -> None:
+    """The folders TensorBoard's writer will make and write are folders this process can write (or absent): else
+    one line. ``Live`` checks this itself; a stage that works before it opens its sinks checks it first."""
+    if "tensorboard" not in kinds:
+        return
+    for folder in (run / "tb", run / "tb" / stage):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--log tensorboard writes into {folder}, which is a file: move it away, or drop "
+                             "--log tensorboard")
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"--log tensorboard writes into {folder}, which this user cannot write: change its "
+                             "permissions, or drop --log tensorboard")
 
 
 def _finite(value) -> bool:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 
 import numpy as np
 import torch
 
+from data import atomic
 from data import latents as latent_data
 from data.frames import split
 from data.store import read_observations
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> None:
         sub = out / variant
         sub.mkdir(parents=True, exist_ok=True)
         if not (sub / "vae.pt").exists():
-            shutil.copyfile(stagewise_v, sub / "vae.pt")
+            atomic.copy_file(stagewise_v, sub / "vae.pt")
             atomic_write_text(sub / "config.json", json.dumps(recorded, indent=2, sort_keys=True))
         sub_args = argparse.Namespace(**{**vars(args), "run": sub, "joint": variant == "joint"})
         for name in ("horizons", "starts"):

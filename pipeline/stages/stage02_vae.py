@@ -106,9 +106,11 @@ def _run(args: argparse.Namespace) -> None:
 
     def save() -> None:
         check_weights(vae, f"step {progress['step']}")
+        # The digest of the episodes V learns from, which 03 checks the data it encodes against.
         checkpoint.save(ckpt_path, {**vae.state(), "optimizer": opt.state_dict(),
                                     "progress": {**progress, "blocks_done": sorted(progress["blocks_done"])},
-                                    "fingerprint": checkpoint.weights_hash(vae.state_dict())})
+                                    "fingerprint": checkpoint.weights_hash(vae.state_dict()),
+                                    **checkpoint.dataset_record(refs, dataset)})
 
     # The metrics are checked (and rows past the checkpoint dropped) before anything else is written.
     watch = live.Live(args.run, "vae", args.log, progress["step"], vars(args))

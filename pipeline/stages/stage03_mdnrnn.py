@@ -174,6 +174,10 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
     vae_fingerprint = checkpoint.weights_hash(vae_state["model"])
     store, refs = open_store(args)
     dataset = index_hash(refs, store.attrs())
+    if not checkpoint.trained_on(vae_state, refs, store.attrs()):
+        raise UsageError(f"{vae_path} was trained on other episodes than --data {args.data} holds now (collected "
+                         "since, or another folder): run 02_train_vae.py again on this data, or pass the --data V "
+                         "was trained on")
     config = MDNRNNConfig(z_dim=vae_state["config"]["z_dim"], action_dim=args.source.action_dim,
                           hidden=args.hidden, mixtures=args.mixtures, core=args.core, core_options=options,
                           reward_heads=args.reward_heads)
@@ -182,7 +186,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
             check_resume(args.run, "mdnrnn", args, MAY_CHANGE, dataset=dataset)
         save_stage_config(args.run, "mdnrnn", args, dataset=dataset, z_dim=config.z_dim, action_dim=config.action_dim,
                           core_options=options)
-        vae_state = joint.train(args, vae_state, config, refs, device)
+        vae_state = joint.train(args, vae_state, config, refs, device, dataset)
         encode_latents(args, vae_state, refs, dataset, device)  # the cache, re-encoded by the joint V
         return
     model = MDNRNN(config).to(device)
@@ -207,6 +211,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
         progress = resumed
         print(f"resuming from {ckpt_path}: epoch {progress['epoch']}")
     metrics.check(args.run / "metrics" / "mdnrnn.csv", key="epoch")  # a malformed one refused before any encoding
+    live.check(args.run, "mdnrnn", args.log)
     episodes = encode_latents(args, vae_state, refs, dataset, device)
     train_refs, val_refs = split(refs, args.val_fraction)
     val_ids = {r.id for r in val_refs}
@@ -244,7 +249,7 @@ def _run(args: argparse.Namespace, vae_path: Path | None = None, latents_path: P
             progress["epoch"] = epoch + 1
             check_weights(model, f"epoch {epoch + 1}, step {progress['step']}")
             checkpoint.save(ckpt_path, {**model.state(), "optimizer": opt.state_dict(), "progress": progress,
-                                        "vae_fingerprint": vae_fingerprint})
+                                        "vae_fingerprint": vae_fingerprint, **checkpoint.dataset_record(refs, dataset)})
             plots.curves(args.run / "metrics" / "mdnrnn.csv", "epoch", ["nll", "val_nll"],
                          args.run / "plots" / "mdnrnn_loss.png", f"M ({args.core}): next-z NLL per dim", logy=False)
             shown = f", val nll {val_terms['nll']:.3f}" if val_terms else ""

@@ -28,6 +28,7 @@ import torch
 
 from pipeline import ppo
 from pipeline.compute import device as devices
+from pipeline.compute import pool
 from pipeline.contract import checkpoint, cli, evaluations, lock
 from pipeline.contract.cli import (
     Parser,
@@ -45,7 +46,7 @@ from pipeline.contract.runconfig import atomic_write_text, check_resume, latents
 from pipeline.contract.seeding import Purpose, episode_seeds
 from pipeline.dream_env import DreamEvaluator
 from pipeline.encoder_precision import PRECISIONS, prepare
-from pipeline.evolution import ESState, Evaluator, Scoring
+from pipeline.evolution import MIN_POP, ESState, Evaluator, Scoring
 from pipeline.reporting import live, plots, progress
 from pipeline.reporting.metrics import CsvLog
 from pipeline.world_model import WorldModel
@@ -126,6 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_backend_flags(p, args)
     if args.evaluate and args.reselect:
         p.error("argument --reselect: choose the controller first, then --evaluate it, in two runs")
+    if args.pop < MIN_POP:
+        p.error(f"argument --pop: CMA-ES needs a population of at least {MIN_POP} (pycma's smallest); pass --pop "
+                f"{MIN_POP} or more")
     only_with(p, args, ["--block", "--publish"], bool(args.evaluate), "with --evaluate N")
     if args.publish and args.block:
         p.error("argument --block: --publish chooses fresh blocks itself; drop --block")
@@ -158,6 +162,8 @@ def _run(args: argparse.Namespace) -> None:
         if algo != args.algo and (args.run / state_file).exists():
             raise UsageError(f"{args.run} holds a controller trained with --algo {algo} ({state_file}): pass --algo "
                              f"{algo} to continue or score it, or a new --run")
+    if mode(args) != "ppo":  # refused before anything is written: workers the machine cannot hold
+        pool.check_workers(args.backend, args.workers, most_tasks(args))
     MODES[mode(args)](args, world)
 
 
@@ -174,11 +180,21 @@ def mode(args: argparse.Namespace) -> str:
 
 
 def real_evaluator(args: argparse.Namespace) -> Evaluator:
-    """The worker pool that plays C in the real env (--workers, --task-timeout, --backend, --address), with V's
-    encoder at --v-precision."""
+    """The worker pool that plays C in the real env (--workers, --task-timeout, --backend, --address), with no more
+    workers than the largest batch of tasks this invocation plays, and V's encoder at --v-precision."""
     precision = prepare(args.v_precision, args.run, args.data, args.env, args.seed, args.steps)
     return Evaluator(args.run, args.env, args.state, args.steps, args.workers, args.task_timeout,
-                     args.backend, args.address, precision=precision)
+                     args.backend, args.address, tasks=most_tasks(args), precision=precision)
+
+
+def most_tasks(args: argparse.Namespace) -> int:
+    """The most real-env tasks one batch holds: a generation's candidates (in the env), or a scoring's episodes in
+    chunks of --trials (the CMA mean's, --evaluate's or --reselect's)."""
+    chunks = lambda episodes: -(-episodes // args.trials)  # noqa: E731
+    if args.evaluate or args.reselect:
+        return chunks(args.evaluate or args.reselect)
+    scoring = chunks(args.eval_episodes)
+    return scoring if args.train_in == "dream" else max(args.pop, scoring)
 
 
 def resumed_state(args: argparse.Namespace, world: WorldModel, es_path) -> ESState:
@@ -352,6 +368,7 @@ def save_controller(path, world: WorldModel, state: ESState, trained_in: str) ->
         "best_candidate": as_tensor(state.best_params),
         "best_candidate_fitness": state.best_fitness,
         "trained_in": trained_in,
+        "world": world.fingerprint(),  # the V and M it was evolved on: every reader checks them
     })
 
 
@@ -385,6 +402,7 @@ def evaluate(args, world: WorldModel) -> None:
             raise UsageError(f"{args.run / 'controller.pt'} has {ctrl['config']} inputs/outputs, but V and M of this "
                              f"run give {world.controller_in} → {world.controller_out}: retrain it with "
                              "04_train_controller.py")
+        world.check_controller(ctrl, args.run / "controller.pt")
         params = ctrl["params"].numpy()
         controller, params_from = evaluations.digest(params), ctrl["params_from"]
         evaluator = real_evaluator(args)

@@ -142,7 +142,7 @@ def load_controller(args, world: WorldModel) -> tuple[object, str]:
     """Who drives, and its description: the kept PPO policy of a ``--algo ppo`` run, else C's parameters (P,) from
     controller.pt, else None (the collection policy)."""
     if (args.run / ppo.BEST).exists():
-        return ppo.load_best(args.run), f"the PPO policy that scored best ({ppo.BEST})"
+        return ppo.load_best(args.run, world), f"the PPO policy that scored best ({ppo.BEST})"
     path = args.run / "controller.pt"
     if not path.exists():
         return None, f"the collection policy ({policy_kind(args)}; no controller.pt yet)"
@@ -150,6 +150,7 @@ def load_controller(args, world: WorldModel) -> tuple[object, str]:
     if ctrl["config"]["in_dim"] != world.controller_in or ctrl["config"]["out_dim"] != world.controller_out:
         raise UsageError(f"{path} has {ctrl['config']} inputs/outputs, but V and M of this run give "
                          f"{world.controller_in} → {world.controller_out}: retrain it with 04_train_controller.py")
+    world.check_controller(ctrl, path)
     return ctrl["params"].float(), f"the trained controller ({ctrl['params_from']})"
 
 
