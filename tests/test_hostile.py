@@ -258,7 +258,7 @@ def silent_server():
 def test_an_address_where_another_server_answers_is_one_line(http_server, silent_server, tmp_path):
     with pytest.raises(UsageError, match=r"another server answered, but not as a Ray cluster does \('"):
         ray_backend.check_reachable(http_server)
-    with pytest.raises(UsageError, match="accepts connections but sent nothing back, within 0.5 s"):
+    with pytest.raises(UsageError, match="accepts connections but sent nothing back within 0.5 s"):
         ray_backend.check_reachable(silent_server, timeout=0.5)
     pytest.importorskip("ray")
     proc = run_stage("01_collect.py", "--data", tmp_path / "data", "--run", tmp_path / "run", "--episodes", "2",

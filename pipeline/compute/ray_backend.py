@@ -82,13 +82,13 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     if len(reply) >= _FRAME_HEADER and reply[3] == _SETTINGS:
         return
     if not reply:
-        what = "accepts connections but sent nothing back"
+        what = f"accepts connections but sent nothing back within {timeout:g} s"
     else:
         text = reply.decode("latin-1").strip().splitlines()[0] if reply.strip() else ""
         text = "".join(c if c.isprintable() else "?" for c in text)[:60]
         what = f"answered, but not as a Ray cluster does ({text!r})" if text else "answered, but not as a Ray cluster does"
-    raise UsageError(f"--address {address}: another server {what}, within {timeout:g} s; pass the address of a Ray "
-                     f"cluster's head (its GCS port, 6379 by default), or {start}")
+    raise UsageError(f"--address {address}: another server {what}; pass the address of a Ray cluster's head (its GCS "
+                     f"port, 6379 by default), or {start}")
 
 
 def _first_bytes(connection: socket.socket, hello: bytes, wanted: int, timeout: float) -> bytes:
