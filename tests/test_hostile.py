@@ -225,6 +225,27 @@ def test_a_minari_export_on_a_full_disk_leaves_no_dataset_and_the_rerun_works(da
     assert [p.name for p in root.iterdir()] == ["hostile"]  # no staging folder left beside it
 
 
+def test_a_writer_that_crashes_is_one_line(tmp_path):
+    """HDF5 crashes the process whose disk write fails (SIGSEGV): the export's child dies, the stage says so."""
+    import resource
+
+    from pipeline import minari_io
+    from pipeline.contract.errors import RunFailed
+
+    crash = lambda: os.kill(os.getpid(), signal.SIGSEGV)  # noqa: E731
+    with pytest.raises(RunFailed, match=r"ended the writer \(signal SIGSEGV\); nothing was left under its name"):
+        minari_io._in_child(crash, final=tmp_path / "ds")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**40, hard))  # a limit is set (far above anything this test writes)
+    try:
+        with pytest.raises(atomic.DiskFull, match="file size limit reached while writing"):
+            minari_io._in_child(crash, final=tmp_path / "ds")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with pytest.raises(UsageError, match="raised in the child"):
+        minari_io._in_child(lambda: (_ for _ in ()).throw(UsageError("raised in the child")), final=tmp_path / "ds")
+
+
 def test_temporary_names_fit_beside_a_name_near_the_limit(tmp_path):
     long = tmp_path / ("n" * 250)
     atomic.write_bytes(long, b"whole")
