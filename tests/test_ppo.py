@@ -75,4 +75,4 @@ def test_04_trains_c_with_ppo_resumes_and_scores_it_as_cmaes_is_scored(tiny_run,
     proc = run_stage("04_train_controller.py", "--run", run, "--algo", "cmaes", *TINY["controller"], check=False)
     assert_one_line_error(proc, "holds a controller trained with --algo ppo", "pass --algo ppo")
     proc = run_stage("04_train_controller.py", *flags, "--in", "dream", check=False)
-    assert_one_line_error(proc, "--in", "PPO learns in the real env")
+    assert_one_line_error(proc, "learned with --in env, not --in dream", "pass --in env")

@@ -128,6 +128,8 @@ def done_weight(text: str) -> float | str:
     return "balanced" if text == "balanced" else positive_float(text)
 
 
+done_weight.low, done_weight.high = positive_float.low, positive_float.high  # the numeric range, as every flag's
+
 def balanced_done_weight(episodes) -> float:
     """The ratio of steps that are not done to steps that are, over ``episodes`` (1 when none is done)."""
     dones = sum(int(np.sum(e.terminations)) for e in episodes)

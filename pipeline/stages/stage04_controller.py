@@ -375,6 +375,11 @@ def save_controller(path, world: WorldModel, state: ESState, trained_in: str) ->
 def train_ppo(args, world: WorldModel) -> None:
     """--algo ppo: the metrics and the run's config as CMA-ES keeps them; the training is pipeline/ppo.py's."""
     if (args.run / ppo.CHECKPOINT).exists():
+        # PPO's checkpoint is bound to its envs (their number and kind): it cannot move between the env and the dream.
+        trained_in = load_config(args.run).get("controller", {}).get("train_in", "env")
+        if trained_in != args.train_in:
+            raise UsageError(f"{args.run / ppo.CHECKPOINT} learned with --in {trained_in}, not --in {args.train_in}: "
+                             f"pass --in {trained_in} to resume it, or a new --run")
         check_resume(args.run, "controller", args, MAY_CHANGE - {"workers"})
 
     def open_log(iterations: int) -> CsvLog:
