@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline.contract.errors import UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: pipeline/compute/ is two levels down
 # Run outputs and anything large stay behind; .gitignore (which Ray also honours) already names data/ and results/.
 _EXCLUDES = [".git/", ".venv/", "docs/", "bench/out/", "*.h5", "*.pt", "*.pkl", "*.gif", "*.png"]
 _ENV_VARS = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "SDL_VIDEODRIVER")
