@@ -38,7 +38,7 @@ def parser() -> Parser:
     p.add_argument("--round", type=cli.positive_int_up_to(999), default=1,
                    help="--policy controller: the round of iterative training these episodes belong to "
                         "(--episodes counts that round's episodes)")
-    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32", metavar="P",
                    help="--policy controller: V's encoder in fp32 (V as trained), bf16 or int8 (ONNX Runtime, "
                         "calibrated on the run's frames, cached in <run>/vae_int8.onnx): faster, z slightly changed "
                         "(pipeline/encoder_precision.py, docs/benchmarks.md)")

@@ -106,12 +106,12 @@ def parser() -> Parser:
                         "(default: --eval-every)")
     p.add_argument("--reward-penalty", type=nonneg_float, default=0.0,
                    help="dream mode: the dream pays M's mean reward less this times the spread of its reward heads "
-                        "(M trained with 03 --reward-heads E > 1): a conservative reward where M is unsure")
+                        "(an M trained with several reward heads, stage 03): a conservative reward where M is unsure")
     p.add_argument("--warmup", type=cli.nonneg_int_up_to(cli.MAX_STEPS), default=0,
                    help="dream mode: real steps M reads before each dream starts (0: M starts from its initial state)")
     p.add_argument("--device", choices=devices.CHOICES, default="auto",
                    help="dream mode: where M and C run (auto: CUDA when present)")
-    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32", metavar="P",
                    help="V's encoder wherever C plays the real env (fitness, scorings, --evaluate): fp32 (V as "
                         "trained), bf16, or int8 (ONNX Runtime, calibrated on the run's frames, cached in "
                         "<run>/vae_int8.onnx): faster, z slightly changed (pipeline/encoder_precision.py, "
