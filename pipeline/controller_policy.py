@@ -10,7 +10,6 @@ The policy travels to workers as bytes (V's, M's and C's checkpoints), as the ev
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +47,9 @@ class ControllerPolicy:
     def __init__(self, files: dict[str, bytes], env: str, state: str | None, noise: float,
                  precision: Precision = FP32):
         torch.set_num_threads(1)
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, blob in files.items():
-                Path(tmp, name).write_bytes(blob)
-            self.world = WorldModel.load(Path(tmp), env, state)
-            ctrl = checkpoint.load(Path(tmp) / "controller.pt", "04_train_controller.py")
-        if ctrl["config"] != {"in_dim": self.world.controller_in, "out_dim": self.world.controller_out}:
-            raise UsageError(f"controller.pt has {ctrl['config']} inputs/outputs, but V and M of the run give "
-                             f"{self.world.controller_in}/{self.world.controller_out}: retrain C (04_train_controller.py)")
+        with WorldModel.from_bytes(files, env, state) as (self.world, folder):
+            ctrl = checkpoint.load(folder / "controller.pt", "04_train_controller.py")
+            self.world.check_controller(ctrl, folder / "controller.pt")
         self.params = ctrl["params"].float()[None]
         self.encode = precision.encoder(self.world.vae)
         self.noise = noise

@@ -9,7 +9,6 @@ exactly where the last generation ended.
 from __future__ import annotations
 
 import pickle
-import tempfile
 from pathlib import Path
 
 import cma
@@ -34,10 +33,8 @@ class EvaluatorWorker:
     def __init__(self, files: dict[str, bytes], env: str, state: str | None, max_steps: int,
                  precision: Precision = FP32):
         torch.set_num_threads(1)
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, blob in files.items():
-                Path(tmp, name).write_bytes(blob)
-            self.evaluator = RealEvaluator(WorldModel.load(Path(tmp), env, state), max_steps, precision)
+        with WorldModel.from_bytes(files, env, state) as (world, _):
+            self.evaluator = RealEvaluator(world, max_steps, precision)
 
     def play(self, params: np.ndarray, seeds: list[int], patience: int = 0) -> tuple[np.ndarray, int]:
         return self.evaluator.play(params, seeds, patience)

@@ -3,6 +3,9 @@ actions (``controller_actions``).
 """
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +54,22 @@ class WorldModel:
         """A digest of V's and M's weights: what a controller evolved on them is tied to."""
         return fingerprint_of(self.vae.state_dict(), self.mdnrnn.state_dict())
 
+    @classmethod
+    @contextmanager
+    def from_bytes(cls, files: dict[str, bytes], env: str, state: str | None = None) -> Iterator[tuple[WorldModel, Path]]:
+        """V and M from checkpoint bytes (``files``: name → bytes, vae.pt and mdnrnn.pt among them), as a worker on
+        another machine receives them; yields the world and the folder the files are unpacked in, for the others."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, blob in files.items():
+                Path(tmp, name).write_bytes(blob)
+            yield cls.load(Path(tmp), env, state), Path(tmp)
+
     def check_controller(self, ctrl: dict, path: Path) -> None:
-        """Refuse C's checkpoint ``ctrl`` (read from ``path``) if it was evolved on other V and M than these."""
+        """Refuse C's checkpoint ``ctrl`` (read from ``path``) if its sizes do not fit these V and M, or it was evolved
+        on other V and M than these."""
+        if ctrl["config"]["in_dim"] != self.controller_in or ctrl["config"]["out_dim"] != self.controller_out:
+            raise UsageError(f"{path} has {ctrl['config']} inputs/outputs, but V and M of this run give "
+                             f"{self.controller_in} → {self.controller_out}: retrain it with 04_train_controller.py")
         check_controller(ctrl, path, self.fingerprint())
 
     @property

@@ -13,7 +13,7 @@ import torch
 from conftest import ROOT, copy_run, rows, run_stage  # noqa: F401  (ROOT puts the project on sys.path)
 from data.store import RolloutStore
 from models.controller import batched
-from models.mdnrnn import MDNOutput, MDNRNN, MDNRNNConfig, loss, reward_loss
+from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, loss, reward_loss
 from pipeline.contract.runconfig import latents_path
 from pipeline.dream_env import begin, controller_actor, dream, reward_of
 from pipeline.dream_vector_env import DreamVectorEnv, stable_baselines_env

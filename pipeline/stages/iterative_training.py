@@ -31,7 +31,6 @@ import json
 import os
 import pickle
 import time
-from pathlib import Path
 
 import cma
 import numpy as np

@@ -18,7 +18,14 @@ import os
 import envs
 from pipeline.collect import CollectJob, collect
 from pipeline.contract import cli, lock
-from pipeline.contract.cli import Parser, add_backend_flags, check_backend_flags, nonneg_int, parse_stage_args, stage_parser
+from pipeline.contract.cli import (
+    Parser,
+    add_backend_flags,
+    check_backend_flags,
+    nonneg_int,
+    parse_stage_args,
+    stage_parser,
+)
 from pipeline.contract.runconfig import save_stage_config
 from pipeline.controller_policy import controller_files
 from pipeline.encoder_precision import PRECISIONS, prepare
