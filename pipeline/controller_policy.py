@@ -49,7 +49,7 @@ class ControllerPolicy:
         torch.set_num_threads(1)
         with WorldModel.from_bytes(files, env, state) as (self.world, folder):
             ctrl = checkpoint.load(folder / "controller.pt", "04_train_controller.py")
-            self.world.check_controller(ctrl, folder / "controller.pt")
+            self.world.check_controller(ctrl, Path("controller.pt"))  # the run's; this copy's folder is temporary
         self.params = ctrl["params"].float()[None]
         self.encode = precision.encoder(self.world.vae)
         self.noise = noise
