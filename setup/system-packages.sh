@@ -5,10 +5,13 @@
 #   libegl1 libegl-mesa0 libgl1-mesa-dri
 #                         EGL, so MuJoCo (DeepMind Control) renders headless on a CPU (MUJOCO_GL=egl)
 #   chromium              the headless browser the report test opens report.html in (and the web dream's test)
-#   nodejs npm            npm installs ONNX Runtime Web (package.json), which 05_dream.py --web copies into its page
+#   nodejs npm            npm installs ONNX Runtime Web (package.json), which 05_dream.py --web copies into its page;
+#                         skipped where npm is already on the PATH: a Node.js from another source (NodeSource's
+#                         nodejs bundles npm) conflicts with Debian's npm package, and apt refuses the whole list
 # Run as root (or through sudo). Safe to run again.
 set -euo pipefail
-PACKAGES=(make python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri chromium nodejs npm)
+PACKAGES=(make python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri chromium)
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
