@@ -12,6 +12,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,24 +42,44 @@ def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300,
     return proc
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> dict:
-    """The four stages, end to end at tiny scale on CarRacing; returns the folders and each stage's output.
+def _tiny_pipeline(base: Path) -> dict:
+    """The four stages at tiny scale into ``base``: the folders, and each stage's returncode, stdout and stderr.
     They run as under nohup or CI (output to pipes, progress bars on) and with --log tensorboard, which
     tests/test_logs.py reads."""
-    base = tmp_path_factory.mktemp("pipeline")
     folders = ["--data", str(base / "data"), "--run", str(base / "run")]
-    out = {"data": base / "data", "run": base / "run", "folders": folders}
     bars = {k: v for k, v in stage_env().items() if k != "TQDM_DISABLE"}
-    out["collect"] = run_stage("01_collect.py", *folders, *TINY["collect"], env=bars)
-    out["vae"] = run_stage("02_train_vae.py", *folders, *TINY["vae"], "--log", "tensorboard", env=bars)
-    out["mdnrnn"] = run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], "--log", "tensorboard", env=bars)
-    out["controller"] = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--log", "tensorboard",
-                                  env=bars)
-    out["evaluate"] = run_stage("04_train_controller.py", *folders, "--steps", "30", "--workers", "2",
-                                "--evaluate", "3")
+    stages = {
+        "collect": ("01_collect.py", *folders, *TINY["collect"]),
+        "vae": ("02_train_vae.py", *folders, *TINY["vae"], "--log", "tensorboard"),
+        "mdnrnn": ("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], "--log", "tensorboard"),
+        "controller": ("04_train_controller.py", *folders, *TINY["controller"], "--log", "tensorboard"),
+        "evaluate": ("04_train_controller.py", *folders, "--steps", "30", "--workers", "2", "--evaluate", "3"),
+    }
+    out = {"data": str(base / "data"), "run": str(base / "run"), "folders": folders}
+    for name, (script, *args) in stages.items():
+        proc = run_stage(script, *args, env=bars)
+        out[name] = {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
     return out
 
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, worker_id) -> dict:
+    """The four stages, end to end at tiny scale on CarRacing, run once for the whole session: under pytest-xdist
+    the first worker to ask runs them and the others wait for it (a file lock in the session's shared temporary
+    folder), as the tests only read it (copy_run makes a copy for a test that writes). Returns the folders and
+    each stage's output (.returncode, .stdout, .stderr)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # one folder above each worker's own: the same for every worker of the session
+    record = shared / "tiny_run.json"
+    with FileLock(str(shared / "tiny_run.lock")):
+        if not record.exists():
+            record.write_text(json.dumps(_tiny_pipeline(shared / "tiny_pipeline")))
+    out = json.loads(record.read_text())
+    return {**out, "data": Path(out["data"]), "run": Path(out["run"]),
+            **{k: SimpleNamespace(**out[k]) for k in ("collect", "vae", "mdnrnn", "controller", "evaluate")}}
 
 
 def copy_run(tiny_run, dest: Path, drop: tuple[str, ...] = ()) -> list:

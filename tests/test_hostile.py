@@ -45,6 +45,7 @@ SMALL = ["--steps", "30", "--workers", "2"]
 
 def file_size_limit(limit: int):
     """A preexec_fn: the stage runs under a real RLIMIT_FSIZE of ``limit`` bytes (writes past it fail with EFBIG)."""
+    import faulthandler
     import resource
 
     def apply():
@@ -232,7 +233,10 @@ def test_a_writer_that_crashes_is_one_line(tmp_path):
     from pipeline import minari_io
     from pipeline.contract.errors import RunFailed
 
-    crash = lambda: os.kill(os.getpid(), signal.SIGSEGV)  # noqa: E731
+    def crash():
+        faulthandler.disable()  # pytest's handler, inherited by the forked child, would print its stack to the log
+        os.kill(os.getpid(), signal.SIGSEGV)
+
     with pytest.raises(RunFailed, match=r"ended the writer \(signal SIGSEGV\); nothing was left under its name"):
         minari_io._in_child(crash, final=tmp_path / "ds")
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

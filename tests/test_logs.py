@@ -6,7 +6,7 @@ import io
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_stage
+from conftest import TINY, copy_run, run_stage
 from pipeline.reporting.progress import LOG_EVERY, bar
 
 
@@ -56,11 +56,12 @@ def test_tensorboard_holds_the_same_scalars_as_the_metrics_csv(tiny_run, stage, 
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
-def test_log_wandb_without_wandb_is_one_line_and_writes_nothing(tiny_run):
-    metrics = (tiny_run["run"] / "metrics" / "controller.csv").read_bytes()
-    proc = run_stage("04_train_controller.py", *tiny_run["folders"], *TINY["controller"], "--generations", "3",
+def test_log_wandb_without_wandb_is_one_line_and_writes_nothing(tiny_run, tmp_path):
+    folders = copy_run(tiny_run, tmp_path / "run")
+    metrics = (tmp_path / "run" / "metrics" / "controller.csv").read_bytes()
+    proc = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--generations", "3",
                      "--log", "wandb", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("--log wandb needs the wandb package: pip install wandb "
                                                          "(and wandb login), or drop the flag")
-    assert (tiny_run["run"] / "metrics" / "controller.csv").read_bytes() == metrics
+    assert (tmp_path / "run" / "metrics" / "controller.csv").read_bytes() == metrics
