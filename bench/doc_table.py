@@ -53,6 +53,9 @@ def target_line(t: Target) -> str:
     if t.ratio is None:
         return f"- {t.name}: not measured, {t.note} ({goal})"
     digits = 0 if t.ratio >= 10 else 2
+    # enough digits that the printed ratio reads as the verdict does (0.698 is not met; "0.70" would look met)
+    while digits < 4 and (round(t.ratio, digits) >= t.target) != (t.ratio >= t.target):
+        digits += 1
     note = f"; {t.note}" if t.note else ""
     return f"- {t.name}: {t.ratio:.{digits}f}× ({goal}: {'met' if t.ratio >= t.target else 'not met'}){note}"
 
