@@ -102,11 +102,8 @@ dream-carracing: venv
 play: venv
 	$(PY) 05_dream.py $(DEMO) --play
 
-# One test worker more than the cores: many end-to-end tests spend seconds waiting (a worker timeout to expire, a Ray
-# cluster to start), and a third worker fills those waits. The tiny pipeline run the tests share is made once.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: venv $(VENV)/.test-installed
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal tests
 
 # The unit-level tests (no stage run end to end): a couple of minutes, for quick iterations.
 FAST_TESTS := test_bench_table test_cores test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \

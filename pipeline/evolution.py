@@ -11,7 +11,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import cma
 import numpy as np
 import torch
 
@@ -99,6 +98,9 @@ class ESState:
 
     def __init__(self, dim: int, sigma: float, pop: int, seed: int, world: str | None = None):
         """``world``: the fingerprint of the V and M the controllers are evolved on (``WorldModel.fingerprint``)."""
+        import cma  # here, not at the top: pycma imports SciPy and pyplot, a second of a stage's start that
+        # scoring, PPO and a refusal never need (an ES read back from es_state.pkl imports it itself)
+
         # Mirrored sampling (pycma's default below 6) would add injected candidates: keep exactly `pop`.
         self.es = cma.CMAEvolutionStrategy(
             np.zeros(dim), sigma,

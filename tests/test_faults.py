@@ -526,7 +526,8 @@ def test_sigterm_stops_the_controller_like_ctrl_c_and_the_same_command_resumes_i
     run = tmp_path / "run"
     command = copy_run(tiny_run, run, NOT_04) + CONTROLLER + ["--workers", "2"]
     with started("04_train_controller.py", *command, logs=tmp_path) as stage:
-        wait_for(lambda: len(generations(run)) >= 1, stage, "generation 1")
+        # A generation's metrics row is written just before its ES state: wait for both.
+        wait_for(lambda: len(generations(run)) >= 1 and (run / "es_state.pkl").exists(), stage, "generation 1")
         assert_terminated_like_ctrl_c(stage, workers_of(stage.pid), run)
     assert 1 <= es_generation(run) < 5
     out = run_stage("04_train_controller.py", *command)

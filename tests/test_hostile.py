@@ -4,6 +4,7 @@ tasks or memory, bad numbers deep in a shard, and the tracebacks and wrong hints
 one line with the right exit code and nothing lost, or works."""
 from __future__ import annotations
 
+import faulthandler
 import http.server
 import json
 import os
@@ -45,7 +46,6 @@ SMALL = ["--steps", "30", "--workers", "2"]
 
 def file_size_limit(limit: int):
     """A preexec_fn: the stage runs under a real RLIMIT_FSIZE of ``limit`` bytes (writes past it fail with EFBIG)."""
-    import faulthandler
     import resource
 
     def apply():

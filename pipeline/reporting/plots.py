@@ -3,20 +3,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from data.atomic import atomic
+from pipeline.reporting import metrics
 
-from data.atomic import atomic  # noqa: E402
-from pipeline.reporting import metrics  # noqa: E402
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported on first use: a stage that stops at its flags or its
+    checks, or only scores, does not pay for the import (half a second of every stage's start)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def curves(csv_path: Path, x: str, ys: list[str], out: Path, title: str, logy: bool = False) -> None:
     """Plot columns ``ys`` of a metrics CSV against ``x``."""
     rows = metrics.read(csv_path)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for y in ys:
         pts = [(r[x], r[y]) for r in rows if y in r and np.isfinite(r[y])]
         if pts:
@@ -39,7 +46,7 @@ def score_vs_budget(csv_path: Path, out: Path, title: str) -> None:
     steps = np.cumsum([r.get("env_steps", 0) for r in rows])
     hours = np.cumsum([r.get("seconds", 0.0) for r in rows]) / 3600
     scored = [i for i, r in enumerate(rows) if np.isfinite(r.get("eval_mean", np.nan))]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, x, label in ((axes[0], steps, "real env steps (all of them: training and scoring)"),
                          (axes[1], hours, "wall time (hours)")):
         ax.plot(x, [r.get("mean", np.nan) for r in rows], color="tab:gray", lw=0.8, label="population mean fitness")
@@ -64,7 +71,7 @@ def rounds(csv_path: Path, out: Path) -> None:
     (middle); M's NLL on each round's new episodes before and after fine-tuning (right)."""
     rows = metrics.read(csv_path)
     col = lambda name: np.array([r.get(name, np.nan) for r in rows], dtype=float)  # noqa: E731
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = pyplot().subplots(1, 3, figsize=(15, 4))
     for ax, x, label in ((axes[0], col("round"), "round"), (axes[1], col("real_env_steps"), "real env steps")):
         ax.errorbar(x, col("c_real_return"), yerr=col("c_real_std"), marker="o", capsize=3, label="C, real env")
         ax.plot(x, col("c_dream_return"), marker="s", label="C, M's dream")
@@ -90,13 +97,13 @@ def save(fig, out: Path, dpi: int = 100) -> None:
     """Write ``fig`` as a PNG atomically (an interrupted write never replaces the last good figure), and close it."""
     with atomic(out) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def image_rows(rows: list[np.ndarray], labels: list[str], out: Path, title: str) -> None:
     """Each entry of ``rows`` is (N, 64, 64, 3) uint8; drawn as one labelled row of frames."""
     n = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    fig, axes = pyplot().subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
     for i, (row, label) in enumerate(zip(rows, labels)):
         for j in range(n):
             ax = axes[i, j]

@@ -19,17 +19,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-from data.atomic import atomic  # noqa: E402
-from pipeline.contract import evaluations  # noqa: E402
-from pipeline.contract.runconfig import atomic_write_text, load_config  # noqa: E402
-from pipeline.reporting import metrics, plots  # noqa: E402
+from data.atomic import atomic
+from pipeline.contract import evaluations
+from pipeline.contract.runconfig import atomic_write_text, load_config
+from pipeline.reporting import metrics, plots
 
 # Frames are 64×64. GIFs store them 2× larger (nearest neighbour), which leaves room for a caption; the page
 # shows them 2× larger again with pixelated scaling. Storing them 4× larger would make a 200-step dream about
@@ -117,7 +113,7 @@ def error_figure(error: np.ndarray, floor: np.ndarray, path: Path) -> tuple[np.n
     Returns the plot as an image (h, w, 3) as wide as the comparison film and the pixel column of each step,
     for a moving cursor."""
     dpi, width_px = 100, 2 * 64 * COMPARISON_SCALE
-    fig, ax = plt.subplots(figsize=(width_px / dpi, 1.9), dpi=dpi)
+    fig, ax = plots.pyplot().subplots(figsize=(width_px / dpi, 1.9), dpi=dpi)
     steps = np.arange(len(error))
     ax.plot(steps, error, label="dream (M, open loop) vs real", color="tab:red")
     ax.plot(steps, floor, label="V's reconstruction vs real (floor)", color="tab:blue", alpha=0.8)
