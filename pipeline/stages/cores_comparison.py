@@ -29,7 +29,6 @@ from pipeline.contract.cli import Parser, parse_stage_args
 from pipeline.contract.runconfig import atomic_write_text, load_config
 from pipeline.open_loop import add_open_loop_flags, count_parameters, markdown_table, open_loop_errors, parse_horizons
 from pipeline.reporting import metrics, plots
-from pipeline.reporting.plots import plt
 from pipeline.rollouts import open_store
 from pipeline.stages import stage03_mdnrnn
 
@@ -122,7 +121,7 @@ def write_outputs(args, rows: list[dict], horizons: list[int], out_dir: Path) ->
             "the error is the mean squared pixel error of the decoded prediction against the real frame.\n")
     atomic_write_text(out_dir / "comparison.md", text)
     atomic_write_text(out_dir / "comparison.json", json.dumps({"settings": settings, "rows": rows}, indent=2))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = plots.pyplot().subplots(1, 2, figsize=(11, 4))
     for row in rows:
         ax1.plot(horizons, [row[f"open_loop_{k}"] for k in horizons], marker="o", label=row["core"])
     ax1.set(xlabel="steps ahead k", ylabel="pixel MSE of decoded prediction", title="open-loop prediction error")
