@@ -62,6 +62,17 @@ def _tiny_pipeline(base: Path) -> dict:
     return out
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist each worker starts on its own contiguous share of the list (the first worker at the
+    start, the second half-way). The tests that read the shared tiny run are split around a block of those that
+    do not, so the first worker makes the tiny run while the second starts on tests that need none, instead of
+    waiting for it. Without xdist the order only groups the tests; each still runs."""
+    shared = [item for item in items if "tiny_run" in getattr(item, "fixturenames", ())]
+    alone = [item for item in items if "tiny_run" not in getattr(item, "fixturenames", ())]
+    first = shared[:len(items) // 2]
+    items[:] = first + alone + shared[len(first):]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, worker_id) -> dict:
     """The four stages, end to end at tiny scale on CarRacing, run once for the whole session: under pytest-xdist

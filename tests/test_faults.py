@@ -130,7 +130,7 @@ def test_a_killed_collection_worker_is_replaced_and_the_run_completes(tmp_path, 
 
 
 def test_a_hung_collection_worker_is_detected_within_the_timeout(tmp_path, reference_collection):
-    data, timeout = tmp_path / "data", 15
+    data, timeout = tmp_path / "data", 10
     command = ["--data", data, "--run", tmp_path / "run", *COLLECT, "--task-timeout", str(timeout)]
     with started("01_collect.py", *command, logs=tmp_path) as stage:
         wait_for(lambda: stored_files(data) >= 2, stage, "episodes on disk")

@@ -48,12 +48,19 @@ def episodes(data) -> dict:
     return {ref.id: read_episode(ref) for ref in RolloutStore(data).index()}
 
 
-def test_collection_on_ray_writes_the_local_backends_rollouts(tmp_path):
+@pytest.fixture(scope="module")
+def local_rollouts(tmp_path_factory) -> dict:
+    """COLLECT's episodes collected by the local backend: what every Ray collection here must reproduce."""
+    base = tmp_path_factory.mktemp("local")
+    run_stage("01_collect.py", "--data", base / "data", "--run", base / "run", *COLLECT)
+    return episodes(base / "data")
+
+
+def test_collection_on_ray_writes_the_local_backends_rollouts(tmp_path, local_rollouts):
     pytest.importorskip("ray")
-    local, on_ray = tmp_path / "local", tmp_path / "ray"
-    run_stage("01_collect.py", "--data", local, "--run", tmp_path / "run1", *COLLECT)
+    on_ray = tmp_path / "ray"
     run_stage("01_collect.py", "--data", on_ray, "--run", tmp_path / "run2", *COLLECT, "--backend", "ray")
-    a, b = episodes(local), episodes(on_ray)
+    a, b = local_rollouts, episodes(on_ray)
     assert sorted(a) == sorted(b) == list(range(6))
     for i in a:
         for field in EPISODE_FIELDS:
@@ -120,7 +127,7 @@ def _driver_env(**extra) -> dict:
 
 
 @pytest.mark.parametrize("auth", ["token", "off"])
-def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth):
+def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth, local_rollouts):
     """RAY_AUTH_MODE unset in the driver, as in the README's instructions; the token in a file, as `ray start`
     keeps it. The rollouts are the local backend's. With token authentication on, a wrong token is first
     refused in one line that says what to set, and nothing is written."""
@@ -138,8 +145,7 @@ def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth):
                   env=_driver_env(RAY_AUTH_TOKEN_PATH=str(token)))
     finally:
         cluster.stop()
-    run_stage("01_collect.py", "--data", tmp_path / "local", "--run", tmp_path / "run2", *COLLECT, "--episodes", "3")
-    a, b = episodes(tmp_path / "local"), episodes(tmp_path / "ray")
-    assert sorted(a) == sorted(b) == [0, 1, 2]
-    for i in a:
-        np.testing.assert_array_equal(a[i].observations, b[i].observations)
+    b = episodes(tmp_path / "ray")  # the first 3 of the local backend's 6: an episode's seed is its index's
+    assert sorted(b) == [0, 1, 2]
+    for i in b:
+        np.testing.assert_array_equal(local_rollouts[i].observations, b[i].observations)
