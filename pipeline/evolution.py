@@ -96,14 +96,16 @@ class ESState:
     """What a resumed run needs: the ES (with its own random generator), the generation count, the best
     candidate seen so far and the best-scoring CMA mean."""
 
-    def __init__(self, dim: int, sigma: float, pop: int, seed: int, world: str | None = None):
-        """``world``: the fingerprint of the V and M the controllers are evolved on (``WorldModel.fingerprint``)."""
+    def __init__(self, dim: int, sigma: float, pop: int, seed: int, world: str | None = None,
+                 x0: np.ndarray | None = None):
+        """``world``: the fingerprint of the V and M the controllers are evolved on (``WorldModel.fingerprint``);
+        ``x0``: the first CMA mean (zeros by default)."""
         import cma  # here, not at the top: pycma imports SciPy and pyplot, a second of a stage's start that
         # scoring, PPO and a refusal never need (an ES read back from es_state.pkl imports it itself)
 
         # Mirrored sampling (pycma's default below 6) would add injected candidates: keep exactly `pop`.
         self.es = cma.CMAEvolutionStrategy(
-            np.zeros(dim), sigma,
+            np.zeros(dim) if x0 is None else np.asarray(x0, dtype=np.float64), sigma,
             {"popsize": pop, "randn": cma_normal(seed), "seed": np.nan, "verbose": -9, "CMA_mirrors": 0})
         self.world = world
         self.generation = 0

@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import io
+import re
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -21,14 +22,24 @@ def test_a_bar_in_a_log_file_writes_its_first_and_last_state_as_plain_lines():
     assert "20000/20000" in lines[1]
 
 
+def logged_states(lines: list[str], desc: str) -> list[str]:
+    """The plain lines of one bar named ``desc`` in a log, checked: its first state (0 %), its last (100 %), and in
+    between at most one line per LOG_EVERY seconds of the elapsed time its last line shows."""
+    states = [line for line in lines if line.startswith(desc + ":")]
+    assert states[0].startswith(f"{desc}:   0%") and states[-1].startswith(f"{desc}: 100%"), states
+    minutes, seconds = map(int, re.search(r"\[(\d+):(\d+)<", states[-1]).groups())
+    assert len(states) <= 2 + (60 * minutes + seconds) // LOG_EVERY, states
+    return states
+
+
 def test_without_a_terminal_bars_are_plain_lines_and_each_generation_has_a_summary(tiny_run):
     for stage in ("collect", "vae", "mdnrnn", "controller"):
         proc = tiny_run[stage]
         assert "\r" not in proc.stdout + proc.stderr, stage
-    bar_lines = [line for line in tiny_run["collect"].stderr.splitlines() if line.startswith("collect:")]
-    assert bar_lines[-1].startswith("collect: 100%") and 1 <= len(bar_lines) <= 2, tiny_run["collect"].stderr
-    epochs = [line for line in tiny_run["mdnrnn"].stderr.splitlines() if line.startswith("mdnrnn epoch")]
-    assert len(epochs) == 4 and epochs[1].startswith("mdnrnn epoch 1/2: 100%"), epochs  # first and last state
+    logged_states(tiny_run["collect"].stderr.splitlines(), "collect")
+    mdnrnn = tiny_run["mdnrnn"].stderr.splitlines()
+    for epoch in (1, 2):  # each epoch's bar: its first and last state (more only for an epoch longer than LOG_EVERY)
+        logged_states(mdnrnn, f"mdnrnn epoch {epoch}/2")
     generations = [line for line in tiny_run["controller"].stdout.splitlines() if line.startswith("generation ")]
     assert [line.split(":")[0] for line in generations] == ["generation 1/2", "generation 2/2"]
     assert "CMA mean scored" in generations[0] and "σ" in generations[0]

@@ -104,3 +104,33 @@ def test_an_es_state_that_is_not_one_is_one_line(tiny_run, tmp_path):
     proc = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--generations", "3", check=False)
     assert_one_line_error(proc, "es_state.pkl", "not an ES state")
     assert snapshot(run) == before
+
+
+def test_init_from_starts_the_evolution_at_a_trained_controller_and_only_there(tiny_run, tmp_path):
+    """--init-from: CMA-ES's first mean is the given C's parameters (with a step size too small to move it, the mean
+    after a generation is still that C); refused once the run holds an ES state, and for a C of other V and M."""
+    import torch
+
+    from conftest import NOT_04, trajectory
+
+    run = tmp_path / "run"
+    folders = copy_run(tiny_run, run, drop=NOT_04)
+    init = tiny_run["run"] / "controller.pt"
+    params = torch.load(init, weights_only=True)["params"].numpy()
+    command = [*TINY["controller"], "--generations", "1", "--sigma", "1e-9", "--init-from", init]
+    run_stage("04_train_controller.py", *folders, *command)
+    _, state = trajectory(run)
+    assert state["generation"] == 1 and abs(state["mean"] - params.astype("float64")).max() < 1e-6
+
+    before = snapshot(run)
+    again = run_stage("04_train_controller.py", *folders, *command[:-2], "--generations", "2", "--init-from", init,
+                      check=False)
+    assert_one_line_error(again, "--init-from", "es_state.pkl", "drop --init-from")
+    assert snapshot(run) == before
+
+    foreign = tmp_path / "foreign.pt"  # a C evolved on other V and M: its recorded world is not this run's
+    torch.save({**torch.load(init, weights_only=True), "world": "0" * 64}, foreign)
+    fresh = copy_run(tiny_run, tmp_path / "fresh", drop=NOT_04)
+    other = run_stage("04_train_controller.py", *fresh, *command[:-1], foreign, check=False)
+    assert_one_line_error(other, str(foreign), "another V and M")
+    assert not (tmp_path / "fresh" / "es_state.pkl").exists()

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,7 +75,10 @@ def parser() -> Parser:
     p.add_argument("--n-steps", type=positive_int, default=1024, help="PPO: steps of each env per iteration")
     p.add_argument("--pop", type=cli.episodes, default=64, help="CMA-ES population size")
     p.add_argument("--trials", type=cli.episodes, default=16, help="episodes per candidate; fitness = mean return")
-    p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size (x0 = 0)")
+    p.add_argument("--sigma", type=positive_float, default=0.1, help="initial CMA-ES step size")
+    p.add_argument("--init-from", type=Path, metavar="CONTROLLER",
+                   help="start CMA-ES's mean at this controller.pt's parameters, evolved on this run's V and M (a "
+                        "fine-tuning of a trained C), instead of at 0; only when the run has no ES state yet")
     p.add_argument("--generations", type=positive_int, default=1800, help="generations to evolve in total")
     p.add_argument("--steps", type=cli.steps, help="cap on an episode's length (default: the env's)")
     p.add_argument("--workers", type=cli.workers, default=os.cpu_count(),
@@ -217,15 +221,27 @@ def evolve_in_dream(args: argparse.Namespace, world: WorldModel) -> None:
     evolve(args, world, in_dream=True)
 
 
+def initial_mean(args: argparse.Namespace, world: WorldModel) -> np.ndarray | None:
+    """--init-from: the parameters of a controller evolved on this run's V and M (checked), as CMA-ES's first mean."""
+    if args.init_from is None:
+        return None
+    ctrl = checkpoint.load(args.init_from, "04_train_controller.py")
+    world.check_controller(ctrl, args.init_from)
+    return ctrl["params"].numpy().astype(np.float64)
+
+
 def evolve(args: argparse.Namespace, world: WorldModel, in_dream: bool) -> None:
     """The CMA-ES loop: a new ES state, or the saved one resumed after its last generation."""
     dim = world.num_params
     es_path, ckpt_path = args.run / "es_state.pkl", args.run / "controller.pt"
     if es_path.exists():
+        if args.init_from is not None:
+            raise UsageError(f"--init-from starts a new evolution, but {es_path} holds one: drop --init-from to "
+                             "continue it, or delete it to start over")
         state = resumed_state(args, world, es_path)
         print(f"resuming from {es_path}: generation {state.generation}")
     else:
-        state = ESState(dim, args.sigma, args.pop, args.seed, world.fingerprint())
+        state = ESState(dim, args.sigma, args.pop, args.seed, world.fingerprint(), x0=initial_mean(args, world))
     if args.generations < state.generation:
         raise UsageError(f"--generations {args.generations} is below the {state.generation} generations {args.run} "
                          f"already evolved: pass --generations {state.generation + 1} or more to continue")
