@@ -4,10 +4,11 @@
 - fp32: V's own ``encode``, the default. Every result is the same as without the choice, bit for bit.
 - bf16: a copy of the encoder's layers with bfloat16 weights, fed bfloat16 frames (oneDNN runs them on AVX-512
   BF16 where the CPU has it); mu and logvar come back as float32.
-- int8: V's encoder exported to ONNX and quantised statically by ONNX Runtime (weights int8 per output channel,
+- int8: V's encoder exported to ONNX and quantised statically by ONNX Runtime (weights per output channel,
   activations uint8 per tensor, their ranges calibrated on ``CALIBRATION_FRAMES`` of the run's own frames), run by
-  ONNX Runtime (VNNI where the CPU has it). The calibrated model is cached in the run folder (``INT8_FILE``), tagged
-  with V's weights digest (``checkpoint.weights_hash``): it is built once per V, and again when V is retrained.
+  ONNX Runtime. The weights are int8 where the CPU has VNNI and uint8 elsewhere (``int8_weights``). The calibrated
+  model is cached in the run folder (``INT8_FILE``), tagged with V's weights digest (``checkpoint.weights_hash``)
+  and its weight type: it is built once per V and kind of CPU, and again when V is retrained.
 
 bf16 and int8 change z slightly (tests/test_encoder_precision.py bounds how much), and their results depend on
 the CPU's instruction set; what they gain, measured: docs/benchmarks.md. Every encoder maps uint8 frames
@@ -41,6 +42,8 @@ CALIBRATION_FRAMES = 256
 CALIBRATION_EPISODES = 8  # stored episodes the calibration frames are spread over
 PLAYED_EPISODES, PLAYED_STEPS = 4, 256  # without stored episodes: Brownian episodes played for the calibration
 DIGEST_KEY = "vae_weights"  # the ONNX model's metadata entry holding V's weights digest
+WEIGHTS_KEY = "weight_type"  # … and the one holding its weights' type (a model without it has int8 weights)
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}  # /proc/cpuinfo flags of x86 CPUs with VNNI dot products
 OPSET = 17
 
 Encoder = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
@@ -133,10 +136,11 @@ def int8_model(run: Path, frames: Callable[[], tuple[np.ndarray, str]]) -> bytes
     digest = checkpoint.weights_hash(vae_state["model"])
     path = run / INT8_FILE
     cached = path.read_bytes() if path.exists() else b""
-    if cached and calibrated_for(cached) == digest:
+    weights = int8_weights()
+    if cached and calibrated_for(cached) == digest and _metadata(cached).get(WEIGHTS_KEY, "int8") == weights:
         return cached
     calibration, source = frames()
-    model = calibrate_int8(ConvVAE.from_state(vae_state).eval(), calibration, digest, source)
+    model = calibrate_int8(ConvVAE.from_state(vae_state).eval(), calibration, digest, source, weights)
     write_bytes(path, model)
     print(f"V's encoder in int8: calibrated on {source}, cached in {path}")
     return model
@@ -144,19 +148,39 @@ def int8_model(run: Path, frames: Callable[[], tuple[np.ndarray, str]]) -> bytes
 
 def calibrated_for(model: bytes) -> str | None:
     """The V digest a cached model was calibrated for; None for a damaged file or one without it."""
+    return _metadata(model).get(DIGEST_KEY)
+
+
+def _metadata(model: bytes) -> dict[str, str]:
+    """An ONNX model's metadata entries; none for a damaged or foreign file (then calibrated again)."""
     import onnx
 
     try:
-        props = onnx.load_from_string(model).metadata_props
-    except Exception:  # a truncated or foreign file: calibrated again
-        return None
-    return next((p.value for p in props if p.key == DIGEST_KEY), None)
+        return {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
+    except Exception:
+        return {}
 
 
-def calibrate_int8(vae: ConvVAE, frames: np.ndarray, digest: str = "", source: str = "") -> bytes:
-    """V's encoder exported to ONNX, then statically quantised with ONNX Runtime (QDQ format; weights int8 per
-    channel, activations uint8; min–max ranges over ``frames`` (N, 64, 64, 3) uint8). The same V and frames give
-    the same bytes. ``digest`` and ``source`` are recorded in the model's metadata."""
+def int8_weights(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The type int8 quantises V's weights to on this CPU: "int8" where it has VNNI, whose instructions multiply
+    uint8 activations by int8 weights and add them in 32 bits; "uint8" elsewhere. Without VNNI (AVX2 alone) ONNX
+    Runtime's uint8 × int8 kernel adds pairs of products in 16 bits, which saturate: on the driver's V, mu's mean
+    error was 10 % of its spread that way, 2 % with uint8 weights (2 % too with int8 weights on a VNNI CPU).
+    A CPU whose flags cannot be read gets "uint8", which no kernel saturates."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return "uint8"
+    return "int8" if flags & VNNI_FLAGS else "uint8"
+
+
+def calibrate_int8(vae: ConvVAE, frames: np.ndarray, digest: str = "", source: str = "",
+                   weights: str | None = None) -> bytes:
+    """V's encoder exported to ONNX, then statically quantised with ONNX Runtime (QDQ format; weights per channel,
+    of type ``weights`` ("int8" or "uint8"; default ``int8_weights()``), activations uint8; min–max ranges over
+    ``frames`` (N, 64, 64, 3) uint8). The same V, frames and weight type give the same bytes. ``digest``,
+    ``source`` and the weight type are recorded in the model's metadata."""
+    weights = weights or int8_weights()
     onnxruntime()
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -181,12 +205,13 @@ def calibrate_int8(vae: ConvVAE, frames: np.ndarray, digest: str = "", source: s
         logging.disable(logging.WARNING)
         try:
             quantize_static(exported, quantised, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8 if weights == "int8" else QuantType.QUInt8,
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             logging.disable(logging.NOTSET)
         model = onnx.load(str(quantised))
-    onnx.helper.set_model_props(model, {DIGEST_KEY: digest, "calibration": source})
+    onnx.helper.set_model_props(model, {DIGEST_KEY: digest, WEIGHTS_KEY: weights, "calibration": source})
     return model.SerializeToString()
 
 

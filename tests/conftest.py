@@ -29,6 +29,24 @@ TINY = {
 }
 
 
+IN_CI = os.environ.get("CI") == "true"  # .ci/run installs everything the tests use: there nothing may be missing
+
+
+def missing(reason: str) -> None:
+    """A test whose package, browser or library is not installed: skipped on a developer's machine, failed in CI."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI installs it: .ci/run, setup/system-packages.sh and make test)")
+    pytest.skip(reason)
+
+
+def import_or_missing(module: str):
+    """The module, or ``missing`` when it cannot be imported."""
+    try:
+        return __import__(module)
+    except ImportError:
+        missing(f"{module} is not installed")
+
+
 def stage_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", **extra}
 
@@ -132,9 +150,16 @@ def trajectory(run: Path) -> tuple[list, dict]:
     return ([[r[k] for k in TRAJECTORY] for r in rows(run / "metrics" / "controller.csv")],
             {"generation": state.generation, "sigma": state.es.sigma, "mean": np.asarray(state.es.mean).tolist()})
 
+def _as_from_a_terminal() -> None:
+    """A preexec_fn: SIGINT at its default, as in a command typed at a terminal. A suite started in the background
+    by a shell (``nohup make test &``) runs with SIGINT ignored, which a child inherits, and Python then leaves it
+    ignored: a test's Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
-    """A stage running in its own process group (its workers with it); stdout and stderr go to files in
-    ``logs``, so a full pipe never stalls it."""
+    """A stage running in its own process group (its workers with it), with SIGINT as a terminal leaves it;
+    stdout and stderr go to files in ``logs``, so a full pipe never stalls it."""
 
     def __init__(self, script: str, *args, logs: Path, env: dict | None = None):
         logs.mkdir(parents=True, exist_ok=True)
@@ -142,7 +167,7 @@ class Started:
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
                                          env=env or stage_env(), stdout=out, stderr=err, text=True,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_as_from_a_terminal)
         self.pid = self.proc.pid
 
     def wait(self, timeout: float = 300) -> int:

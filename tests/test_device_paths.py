@@ -53,7 +53,10 @@ def test_m_trains_in_bf16_like_in_full_precision(gpu_paths_on_cpu):
              "actions": torch.from_numpy(rng.uniform(-1, 1, (4, 12, 3)).astype(np.float32)),
              "rewards": torch.from_numpy(rng.normal(size=(4, 12)).astype(np.float32)),
              "dones": torch.zeros(4, 12), "mask": torch.ones(4, 12)}
-    half = mdn_step(model, torch.optim.Adam(model.parameters(), 1e-3), batch, CPU, 1.0, 10.0)
+    # oneDNN's bf16 LSTM needs a CPU with bf16 instructions (AVX-512 BF16, AMX); elsewhere (an AVX2 CPU) it refuses
+    # to build the primitive, and torch's own kernels run the same autocast path.
+    with torch.backends.mkldnn.flags(enabled=torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        half = mdn_step(model, torch.optim.Adam(model.parameters(), 1e-3), batch, CPU, 1.0, 10.0)
     devices.MIXED_PRECISION.discard("cpu")
     full = mdn_step(twin, torch.optim.Adam(twin.parameters(), 1e-3), batch, CPU, 1.0, 10.0)
     for k in ("loss", "nll", "reward_mse", "done_bce"):

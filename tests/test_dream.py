@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import envs
-from conftest import run_stage
+from conftest import missing, run_stage
 from pipeline.contract import evaluations
 from data import latents as latent_data
 from models.controller import batched
@@ -327,7 +327,7 @@ def test_05_writes_every_output(dreamed):
 def test_report_opens_in_headless_chromium(dreamed, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+        missing("chromium is not installed (.ci/run installs Debian's chromium)")
     page = (dreamed["run"] / "report.html").as_uri()
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2000"]
     shot = tmp_path / "report.png"

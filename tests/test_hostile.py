@@ -28,6 +28,7 @@ from conftest import (
     TINY,
     assert_one_line_error,
     copy_run,
+    import_or_missing,
     run_stage,
     snapshot,
     stage_env,
@@ -285,7 +286,7 @@ def test_an_address_where_another_server_answers_is_one_line(http_server, silent
         ray_backend.check_reachable(http_server)
     with pytest.raises(UsageError, match="accepts connections but sent nothing back within 0.5 s"):
         ray_backend.check_reachable(silent_server, timeout=0.5)
-    pytest.importorskip("ray")
+    import_or_missing("ray")
     proc = run_stage("01_collect.py", "--data", tmp_path / "data", "--run", tmp_path / "run", "--episodes", "2",
                      *SMALL, "--backend", "ray", "--address", http_server, check=False, timeout=120)
     assert_one_line_error(proc, f"--address {http_server}: another server answered", "Ray cluster")

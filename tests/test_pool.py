@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import import_or_missing
 from pipeline.compute import pool
 from pipeline.contract.errors import WorkerError
 from tests.pool_workers import Flaky, Unbuildable
@@ -13,7 +14,7 @@ BACKENDS = ["local", "ray"]
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     if request.param == "ray":
-        pytest.importorskip("ray")
+        import_or_missing("ray")
     return request.param
 
 

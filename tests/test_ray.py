@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONTROLLER, EPISODE_FIELDS, ROOT, assert_one_line_error, copy_run, run_stage, stage_env, trajectory
+from conftest import (CONTROLLER, EPISODE_FIELDS, ROOT, assert_one_line_error, copy_run, import_or_missing, run_stage,
+                      stage_env, trajectory)
 from data.store import RolloutStore, read_episode
 
 COLLECT = ["--env", "shapeherd", "--episodes", "6", "--steps", "25", "--workers", "2", "--shard-size", "4",
@@ -39,7 +40,7 @@ def test_address_needs_the_ray_backend_and_an_answering_cluster(tmp_path):
     folders = ["--data", tmp_path / "data", "--run", tmp_path / "run"]
     proc = run_stage("01_collect.py", *folders, *COLLECT, "--address", "127.0.0.1:6379", check=False)
     assert_one_line_error(proc, "--address", "only with --backend ray")
-    pytest.importorskip("ray")
+    import_or_missing("ray")
     proc = run_stage("01_collect.py", *folders, *COLLECT, "--backend", "ray", "--address", "127.0.0.1:1", check=False)
     assert_one_line_error(proc, "--address 127.0.0.1:1", "ray start --head")
 
@@ -57,7 +58,7 @@ def local_rollouts(tmp_path_factory) -> dict:
 
 
 def test_collection_on_ray_writes_the_local_backends_rollouts(tmp_path, local_rollouts):
-    pytest.importorskip("ray")
+    import_or_missing("ray")
     on_ray = tmp_path / "ray"
     run_stage("01_collect.py", "--data", on_ray, "--run", tmp_path / "run2", *COLLECT, "--backend", "ray")
     a, b = local_rollouts, episodes(on_ray)
@@ -70,7 +71,7 @@ def test_collection_on_ray_writes_the_local_backends_rollouts(tmp_path, local_ro
 
 
 def test_a_generation_on_ray_has_the_local_backends_fitness(tiny_run, tmp_path):
-    pytest.importorskip("ray")
+    import_or_missing("ray")
     flags = [*CONTROLLER, "--generations", "1", "--workers", "2"]
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     run_stage("04_train_controller.py", *copy_run(tiny_run, local, ("es_state.pkl", "controller*", "metrics")), *flags)
@@ -131,7 +132,7 @@ def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth, l
     """RAY_AUTH_MODE unset in the driver, as in the README's instructions; the token in a file, as `ray start`
     keeps it. The rollouts are the local backend's. With token authentication on, a wrong token is first
     refused in one line that says what to set, and nothing is written."""
-    pytest.importorskip("ray")
+    import_or_missing("ray")
     cluster = Cluster(token if auth == "token" else None)
     flags = [*COLLECT, "--episodes", "3", "--backend", "ray", "--address", cluster.address]
     try:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import envs
-from conftest import TINY, run_stage
+from conftest import IN_CI, TINY, run_stage
 from data.store import RolloutStore, read_episode
 from envs.policies import StickyPolicy
 
@@ -25,7 +25,7 @@ def dmc_available() -> str | None:
     return None
 
 
-needs_dmc = pytest.mark.skipif(dmc_available() is not None, reason=f"DeepMind Control unavailable: {dmc_available()}")
+needs_dmc = pytest.mark.skipif(dmc_available() is not None and not IN_CI, reason=f"DeepMind Control unavailable: {dmc_available()}")
 
 
 @pytest.mark.parametrize("env", ["airstriker", "shapeherd", pytest.param("dmc:walker-walk", marks=needs_dmc)])

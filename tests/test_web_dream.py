@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import envs
-from conftest import ROOT, run_stage
+from conftest import ROOT, missing, run_stage
 from data import latents as latent_data
 from envs.carracing import CarRacing
 from models.controller import batched
@@ -119,10 +119,10 @@ def test_web_flags_and_folders_are_checked(tmp_path):
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed (setup/system-packages.sh installs Debian's chromium)")
+        missing("chromium is not installed (setup/system-packages.sh installs Debian's chromium)")
     missing = [n for n in web_dream.ORT_FILES if not (web_dream.ORT_DIST / n).exists()]
     if missing:
-        pytest.skip(f"{web_dream.ORT_DIST} lacks {', '.join(missing)}: run npm ci (make test does)")
+        missing(f"{web_dream.ORT_DIST} lacks {', '.join(missing)}: run npm ci (make test does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
