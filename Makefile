@@ -103,7 +103,7 @@ play: venv
 	$(PY) 05_dream.py $(DEMO) --play
 
 test: venv $(VENV)/.test-installed
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal --durations=15 tests
 
 # The unit-level tests (no stage run end to end): a couple of minutes, for quick iterations.
 FAST_TESTS := test_bench_table test_cores test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \

@@ -202,6 +202,10 @@ def test_ppo_zips_are_written_whole_and_a_damaged_one_is_one_line(tiny_run, tmp_
     for script, flags in (("04_train_controller.py", evaluate),
                           ("05_dream.py", ["--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu"])):
         assert_one_line_error(run_stage(script, *flags, check=False), "ppo_best.zip is corrupted", "delete it")
+    (run / "ppo_best.zip").write_bytes(blob)  # whole again, but recording another V and M than the run's
+    ppo.save(ppo.load(run / "ppo_best.zip"), run / "ppo_best.zip", "0" * 64)
+    assert_one_line_error(run_stage("04_train_controller.py", *evaluate, check=False), "ppo_best.zip learnt on another V "
+                          "and M than this run's", "--algo ppo again")
 
 
 @pytest.fixture(scope="module")
@@ -336,6 +340,11 @@ def test_workers_the_machine_cannot_hold_are_refused_before_any_starts(tiny_run,
                      "--steps", "30", check=False, timeout=120)
     assert_one_line_error(proc, "--workers 1024: 1024 worker processes need about 400.0 GB", "available")
     assert snapshot(run) == before
+    data = tmp_path / "new-data"  # 01 too, before its folders (and their lock files) exist
+    proc = run_stage("01_collect.py", "--data", data, "--run", tmp_path / "new-run", "--workers", "1024", "--episodes",
+                     "1024", "--steps", "30", check=False, timeout=120)
+    assert_one_line_error(proc, "--workers 1024: 1024 worker processes need about 400.0 GB", "available")
+    assert not data.exists() and not (tmp_path / "new-run").exists()
 
 
 # -- 5. bad numbers deep in a shard -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import os
 
 import envs
 from pipeline.collect import CollectJob, collect
+from pipeline.compute import pool
 from pipeline.contract import cli, lock
 from pipeline.contract.cli import (
     Parser,
@@ -69,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     """Collect into --data, which this process holds throughout (``pipeline.contract.lock``): a second one is refused before
     it touches a file. --run gets only config.json, at the end: refused now if it cannot be written."""
+    # Refused before anything is written (the lock file included): workers the machine's memory cannot hold.
+    pool.check_workers(args.backend, args.workers, args.episodes)
     lock.check_writable(args.run, "--run")
     with lock.hold(args.data, "--data"):
         controller = args.policy == "controller"
