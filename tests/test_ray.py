@@ -76,7 +76,7 @@ def test_a_generation_on_ray_has_the_local_backends_fitness(tiny_run, tmp_path):
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     run_stage("04_train_controller.py", *copy_run(tiny_run, local, ("es_state.pkl", "controller*", "metrics")), *flags)
     run_stage("04_train_controller.py", *copy_run(tiny_run, on_ray, ("es_state.pkl", "controller*", "metrics")), *flags,
-              "--backend", "ray")
+              "--backend", "ray", timeout=900)  # Ray's start: minutes on a loaded 2-core machine
     rows, state = trajectory(on_ray)
     assert [r[0] for r in rows] == ["1"] and rows[0][5]  # scored at the last generation
     assert (rows, state) == trajectory(local)

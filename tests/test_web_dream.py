@@ -34,6 +34,7 @@ STAGE = "05_dream.py"
 PRETRAINED = ROOT / "pretrained" / "carracing"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = ROOT / "docs" / "img" / "web_dream.png"  # rewritten when WM_UPDATE_SCREENSHOT=1
+ARTIFACTS = ROOT / "test-artifacts"  # what a test run keeps for a person to look at (not tracked by git)
 REAL_STEPS = 40
 LEFT, RIGHT = 1, 2  # key-table masks: bit i is web_dream.KEYS[i]
 
@@ -374,6 +375,8 @@ def test_carracing_in_the_browser(browser, carracing_page, tmp_path):
         page.screenshot(path=str(shot))
     with Image.open(shot) as img:
         assert len(np.unique(np.asarray(img.convert("L")))) > 30  # drawn, not blank
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / shot.name)  # the page as this run drew it
     if os.environ.get("WM_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
 
