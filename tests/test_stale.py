@@ -127,6 +127,8 @@ def test_init_from_starts_the_evolution_at_a_trained_controller_and_only_there(t
                       check=False)
     assert_one_line_error(again, "--init-from", "es_state.pkl", "drop --init-from")
     assert snapshot(run) == before
+    run_stage("04_train_controller.py", *folders, *command[:-2], "--generations", "2")  # without it: resumed
+    assert trajectory(run)[1]["generation"] == 2
 
     foreign = tmp_path / "foreign.pt"  # a C evolved on other V and M: its recorded world is not this run's
     torch.save({**torch.load(init, weights_only=True), "world": "0" * 64}, foreign)

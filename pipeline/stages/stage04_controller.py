@@ -58,10 +58,11 @@ from pipeline.world_model import WorldModel
 # the real env (the last two in dream mode only).
 # What may differ when a run resumes: how long, where and how it is watched, and where candidates are scored
 # (a run may switch between the env and the dream), how many episodes score a candidate (more trials late cut
-# the ranking noise) and how the CMA mean is scored for selection; not the ES itself.
+# the ranking noise) and how the CMA mean is scored for selection; not the ES itself. (--init-from only starts an
+# evolution: a resume is refused with it, and takes the ES state as saved.)
 MAY_CHANGE = {"generations", "timesteps", "trials", "workers", "backend", "address", "task_timeout", "eval_every",
               "eval_episodes", "evaluate", "reselect", "train_in", "temperature", "real_every", "warmup", "device", "log",
-              "reward_penalty", "v_precision"}
+              "reward_penalty", "v_precision", "init_from"}
 FIELDS = ["generation", "best", "mean", "worst", "sigma", "eval_mean", "eval_std", "dream_eval_mean", "real_best",
           "env_steps", "dream_steps", "seconds"]
 
