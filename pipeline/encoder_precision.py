@@ -137,7 +137,8 @@ def int8_model(run: Path, frames: Callable[[], tuple[np.ndarray, str]]) -> bytes
     path = run / INT8_FILE
     cached = path.read_bytes() if path.exists() else b""
     weights = int8_weights()
-    if cached and calibrated_for(cached) == digest and _metadata(cached).get(WEIGHTS_KEY, "int8") == weights:
+    tags = _metadata(cached) if cached else {}
+    if tags.get(DIGEST_KEY) == digest and tags.get(WEIGHTS_KEY, "int8") == weights:
         return cached
     calibration, source = frames()
     model = calibrate_int8(ConvVAE.from_state(vae_state).eval(), calibration, digest, source, weights)

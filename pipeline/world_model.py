@@ -72,6 +72,13 @@ class WorldModel:
                              f"{self.controller_in} → {self.controller_out}: retrain it with 04_train_controller.py")
         check_controller(ctrl, path, self.fingerprint())
 
+    def load_controller(self, path: Path) -> dict:
+        """C's checkpoint at ``path``, refused in one line if it is missing, damaged or does not fit these V and M
+        (``check_controller``)."""
+        ctrl = checkpoint.load(path, "04_train_controller.py")
+        self.check_controller(ctrl, path)
+        return ctrl
+
     @property
     def controller_in(self) -> int:
         return self.vae.z_dim + self.mdnrnn.state_size

@@ -17,8 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (CONTROLLER, EPISODE_FIELDS, ROOT, assert_one_line_error, copy_run, import_or_missing, run_stage,
-                      stage_env, trajectory)
+from conftest import (
+    CONTROLLER,
+    EPISODE_FIELDS,
+    ROOT,
+    assert_one_line_error,
+    copy_run,
+    import_or_missing,
+    run_stage,
+    stage_env,
+    trajectory,
+)
 from data.store import RolloutStore, read_episode
 
 COLLECT = ["--env", "shapeherd", "--episodes", "6", "--steps", "25", "--workers", "2", "--shard-size", "4",

@@ -25,7 +25,8 @@ def dmc_available() -> str | None:
     return None
 
 
-needs_dmc = pytest.mark.skipif(dmc_available() is not None and not IN_CI, reason=f"DeepMind Control unavailable: {dmc_available()}")
+needs_dmc = pytest.mark.skipif(dmc_available() is not None and not IN_CI,  # in CI it must be there: the test fails
+                               reason=f"DeepMind Control unavailable: {dmc_available()}")
 
 
 @pytest.mark.parametrize("env", ["airstriker", "shapeherd", pytest.param("dmc:walker-walk", marks=needs_dmc)])

@@ -7,8 +7,9 @@ import pickle
 
 import h5py
 import pytest
+import torch
 
-from conftest import TINY, assert_one_line_error, copy_run, run_stage, snapshot
+from conftest import NOT_04, TINY, assert_one_line_error, copy_run, run_stage, snapshot, trajectory
 
 DREAM = ["--in", "dream", "--pop", "4", "--trials", "2", "--generations", "3", "--steps", "30", "--workers", "1",
          "--eval-episodes", "2", "--device", "cpu"]
@@ -109,10 +110,6 @@ def test_an_es_state_that_is_not_one_is_one_line(tiny_run, tmp_path):
 def test_init_from_starts_the_evolution_at_a_trained_controller_and_only_there(tiny_run, tmp_path):
     """--init-from: CMA-ES's first mean is the given C's parameters (with a step size too small to move it, the mean
     after a generation is still that C); refused once the run holds an ES state, and for a C of other V and M."""
-    import torch
-
-    from conftest import NOT_04, trajectory
-
     run = tmp_path / "run"
     folders = copy_run(tiny_run, run, drop=NOT_04)
     init = tiny_run["run"] / "controller.pt"

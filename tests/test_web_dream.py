@@ -121,9 +121,9 @@ def test_web_flags_and_folders_are_checked(tmp_path):
 def browser():
     if CHROMIUM is None:
         missing("chromium is not installed (setup/system-packages.sh installs Debian's chromium)")
-    missing = [n for n in web_dream.ORT_FILES if not (web_dream.ORT_DIST / n).exists()]
-    if missing:
-        missing(f"{web_dream.ORT_DIST} lacks {', '.join(missing)}: run npm ci (make test does)")
+    absent = [n for n in web_dream.ORT_FILES if not (web_dream.ORT_DIST / n).exists()]
+    if absent:
+        missing(f"{web_dream.ORT_DIST} lacks {', '.join(absent)}: run npm ci (make test does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

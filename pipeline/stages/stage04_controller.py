@@ -226,9 +226,7 @@ def initial_mean(args: argparse.Namespace, world: WorldModel) -> np.ndarray | No
     """--init-from: the parameters of a controller evolved on this run's V and M (checked), as CMA-ES's first mean."""
     if args.init_from is None:
         return None
-    ctrl = checkpoint.load(args.init_from, "04_train_controller.py")
-    world.check_controller(ctrl, args.init_from)
-    return ctrl["params"].numpy().astype(np.float64)
+    return world.load_controller(args.init_from)["params"].numpy().astype(np.float64)
 
 
 def evolve(args: argparse.Namespace, world: WorldModel, in_dream: bool) -> None:
@@ -419,8 +417,7 @@ def evaluate(args, world: WorldModel) -> None:
         params_from = f"the PPO policy that scored best ({ppo.BEST})"
         play = lambda seeds: ppo.evaluate(args, world, seeds)  # noqa: E731
     else:
-        ctrl = checkpoint.load(args.run / "controller.pt", "04_train_controller.py")
-        world.check_controller(ctrl, args.run / "controller.pt")
+        ctrl = world.load_controller(args.run / "controller.pt")
         params = ctrl["params"].numpy()
         controller, params_from = evaluations.digest(params), ctrl["params_from"]
         evaluator = real_evaluator(args)

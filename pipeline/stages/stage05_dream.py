@@ -27,7 +27,7 @@ from envs.base import EnvUnavailable
 from models.vae import to_input
 from pipeline import ppo, web_dream
 from pipeline.compute import device as devices
-from pipeline.contract import checkpoint, cli, lock
+from pipeline.contract import cli, lock
 from pipeline.contract.cli import Parser, nonneg_int, parse_stage_args, positive_float, stage_parser
 from pipeline.contract.errors import UsageError
 from pipeline.contract.runconfig import atomic_write_text, latents_path, load_config, save_stage_config
@@ -146,8 +146,7 @@ def load_controller(args, world: WorldModel) -> tuple[object, str]:
     path = args.run / "controller.pt"
     if not path.exists():
         return None, f"the collection policy ({policy_kind(args)}; no controller.pt yet)"
-    ctrl = checkpoint.load(path, "04_train_controller.py")
-    world.check_controller(ctrl, path)
+    ctrl = world.load_controller(path)
     return ctrl["params"].float(), f"the trained controller ({ctrl['params_from']})"
 
 
