@@ -11,7 +11,9 @@ start dreams from. No rollouts are copied. Afterwards ``04_train_controller.py -
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -64,22 +66,37 @@ def _write(run: Path, staging: Path, dest: Path, data: str, states: dict, episod
         checkpoint.save(staging / name, state)
     vae_state = states["vae.pt"]
     config = load_config(run)
+    relocate = relocation(run, dest, data, config)
     for entry in config.values():
-        for key in ("data",):
-            if key in entry:
-                entry[key] = data
-        if "run" in entry:
-            entry["run"] = str(dest)
         entry.pop("latents", None)  # shipped beside the weights, where a run's own latents are looked for
+        for key, value in entry.items():
+            if isinstance(value, str):
+                entry[key] = relocate(value)
     atomic_write_text(staging / "config.json", json.dumps(config, indent=2, sort_keys=True))
     for name in FILES:
         if (run / name).exists():
             shutil.copy2(run / name, staging / name)
+    report = staging / "report.html"
+    if report.exists():  # its tables show the config as the run had it
+        report.write_text(relocate(report.read_text(encoding="utf-8")), encoding="utf-8")
     for folder, pattern in FOLDERS:
         for path in sorted((run / folder).glob(pattern)):
             (staging / folder).mkdir(exist_ok=True)
             shutil.copy2(path, staging / folder / path.name)
     copy_latents(latents_path(run), staging / "latents.h5", checkpoint.weights_hash(vae_state["model"]), episodes)
+
+
+def relocation(run: Path, dest: Path, data: str, config: dict) -> Callable[[str], str]:
+    """A text's paths moved from the training machine to the package's: the run folder (and what lies in it) to
+    ``dest``, every data folder the config names to ``data``. A path is replaced only where it ends (at "/" or a
+    character no path name here holds), so the run folder does not match a longer name it begins, such as its data
+    folder's."""
+    folders = {entry["data"]: data for entry in config.values() if isinstance(entry.get("data"), str)}
+    runs = {entry["run"] for entry in config.values() if isinstance(entry.get("run"), str)} | {str(run), str(run.resolve())}
+    folders.update(dict.fromkeys(runs, str(dest)))
+    olds = sorted(folders, key=len, reverse=True)  # the longest first: a folder inside another is its own match
+    pattern = re.compile("|".join(re.escape(old) for old in olds) + r"(?![\w.+-])")
+    return lambda text: pattern.sub(lambda m: folders[m.group(0)], text)
 
 
 def copy_latents(source: Path, target: Path, vae_fingerprint: str, episodes: int) -> None:
