@@ -83,18 +83,19 @@ driver: venv
 	$(PY) 05_dream.py $(DRIVER) --dreams 2
 	@echo "results: $(DRIVER_RUN)/ (open report.html; controller_eval.json has the 100 returns)"
 
-# C trained only inside M's dream (docs/dreams.md): the driver's V and M on its 48 Brownian episodes, then rounds of
-# iterate.py (collect 16 episodes with C, fine-tune M, evolve C in the dream from the last C, score it), then the
-# published score (3 x 100 fresh episodes). Every fitness C sees comes from M; the real env collects and scores.
+# C trained only inside M's dream (docs/dreams.md): the driver's 48 Brownian episodes and V, M with 5 bootstrap reward
+# heads that under-promise (over-prediction weight 2), then 7 rounds of iterate.py (collect 16 episodes with C,
+# fine-tune M, evolve C in the dream from the last C, score it), then the published score (3 x 100 fresh episodes).
+# Every fitness C sees comes from M; the real env collects and scores. What ships in pretrained/carracing-dream/.
 DREAM_CR_RUN := results/dream-carracing
 DREAM_CR_DATA := data/dream-carracing
 DREAM_CR := --env carracing --data $(DREAM_CR_DATA) --run $(DREAM_CR_RUN)
 dream-carracing: venv
 	$(PY) 01_collect.py $(DREAM_CR) --preset driver
 	$(PY) 02_train_vae.py $(DREAM_CR) --preset driver
-	$(PY) 03_train_mdnrnn.py $(DREAM_CR) --preset driver
-	$(PY) iterate.py $(DREAM_CR) --rounds 12 --episodes-per-round 16 --finetune-epochs 8 --generations 30 --pop 32 \
-		--trials 8 --dream-steps 250 --score-episodes 8 --calibration-episodes 4 --reward-over-weight 2 --workers 2
+	$(PY) 03_train_mdnrnn.py $(DREAM_CR) --preset driver --reward-heads 5 --reward-over-weight 2
+	$(PY) iterate.py $(DREAM_CR) --rounds 7 --episodes-per-round 16 --finetune-epochs 8 --generations 20 --pop 32 \
+		--trials 16 --dream-steps 300 --score-episodes 8 --calibration-episodes 4 --workers 2
 	$(PY) 04_train_controller.py $(DREAM_CR) --trials 4 --evaluate 100 --publish
 	$(PY) 05_dream.py $(DREAM_CR) --dreams 2
 
@@ -107,7 +108,8 @@ test: venv $(VENV)/.test-installed
 
 # The unit-level tests (no stage run end to end): a couple of minutes, for quick iterations.
 FAST_TESTS := test_bench_table test_cores test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \
-	test_play_keys test_pool test_runconfig test_shapeherd test_store test_requirements test_layout test_doc_figures
+	test_play_keys test_pool test_runconfig test_shapeherd test_store test_requirements test_layout test_doc_figures \
+	test_dream_figures test_package
 test-fast: venv
 	$(PY) -m pytest -q -n auto $(addprefix tests/,$(addsuffix .py,$(FAST_TESTS)))
 
