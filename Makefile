@@ -110,7 +110,7 @@ test: venv $(VENV)/.test-installed
 FAST_TESTS := test_bench_table test_cores test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \
 	test_play_keys test_pool test_runconfig test_shapeherd test_store test_requirements test_layout test_doc_figures \
 	test_dream_figures
-test-fast: venv
+test-fast: venv $(VENV)/.test-installed
 	$(PY) -m pytest -q -n auto $(addprefix tests/,$(addsuffix .py,$(FAST_TESTS)))
 
 bench: venv
