@@ -199,17 +199,29 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def workers_of(pid: int) -> list[int]:
-    """The worker processes of a stage: its children, except multiprocessing's resource tracker."""
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """The child processes of ``pid`` with their command lines (those that ended meanwhile left out)."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     found = []
     for child in map(int, out.split()):
         try:
-            if "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text():
-                found.append(child)
+            found.append((child, Path(f"/proc/{child}/cmdline").read_text()))
         except OSError:  # it ended meanwhile
             pass
     return found
+
+
+def fork_server_of(pid: int) -> int | None:
+    """The stage's multiprocessing fork server (from which its local workers are forked), once it runs."""
+    return next((child for child, cmdline in children_of(pid) if "forkserver" in cmdline), None)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of a stage: the children of its fork server (and any child of its own but
+    multiprocessing's resource tracker and the fork server)."""
+    server = fork_server_of(pid)
+    own = [child for child, cmdline in children_of(pid) if "resource_tracker" not in cmdline and child != server]
+    return own + ([child for child, _ in children_of(server)] if server else [])
 
 
 def snapshot(*folders) -> dict:

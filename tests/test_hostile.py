@@ -28,6 +28,7 @@ from conftest import (
     TINY,
     assert_one_line_error,
     copy_run,
+    fork_server_of,
     import_or_missing,
     run_stage,
     snapshot,
@@ -491,15 +492,20 @@ def test_a_package_name_near_the_limit_works_and_past_it_is_one_line(tiny_run, t
     assert_one_line_error(proc, "--to", "300 bytes", "choose a shorter one")
 
 
-def test_ctrl_c_while_the_workers_still_import_is_one_line(tiny_run, tmp_path):
+@pytest.mark.parametrize("moment", ["server", "workers"])
+def test_ctrl_c_while_the_workers_still_start_is_one_line(tiny_run, tmp_path, moment):
+    """Ctrl-C as soon as the fork server runs (it imports torch, gymnasium and the project for seconds), or as
+    soon as both workers are forked (each still builds its evaluator: V and M from their checkpoints)."""
     run = tmp_path / "run"
     folders = copy_run(tiny_run, run)
     with started("04_train_controller.py", *folders, "--steps", "30", "--workers", "2", "--trials", "1",
                  "--evaluate", "2", logs=tmp_path / "logs") as stage:
         deadline = time.monotonic() + 120
-        while len(workers_of(stage.pid)) < 2:  # spawned: importing torch, gymnasium, the project
+        ready = (lambda: fork_server_of(stage.pid)) if moment == "server" else \
+            (lambda: len(workers_of(stage.pid)) >= 2)
+        while not ready():
             assert stage.proc.poll() is None and time.monotonic() < deadline, stage.stderr()
-            time.sleep(0.02)
+            time.sleep(0.01)
         os.killpg(stage.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
         code = stage.wait(60)
         result = SimpleNamespace(returncode=code, stderr=stage.stderr())

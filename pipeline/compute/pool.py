@@ -13,8 +13,11 @@ Both kinds of pool detect trouble the same way:
   counts as hung and is replaced likewise;
 - after ``retries`` replacements within one ``run``, ``WorkerError``; so is an exception raised by a call
   itself, which would only be raised again.
+Local workers are forked from a fork server, a clean process started once per stage that has imported the stage's
+modules (torch among them) once: a worker starts in a fraction of a second instead of importing them again, and
+replacing one is as cheap.
 Interrupts are the stage's to handle: a local worker never acts on SIGINT or SIGTERM (blocked from its first
-instruction, ignored once it runs; a Ctrl-C reaches the whole process group, also while a worker still imports),
+instruction, ignored once it runs; a Ctrl-C reaches the whole process group, also while a worker still starts),
 and a pool left by an exception (KeyboardInterrupt included) kills its workers at once, so none outlives the stage
 or keeps playing for it.
 A worker starts when there is a call for it: a pool never runs more workers than its largest batch of calls, and
@@ -151,11 +154,12 @@ _INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
 @contextmanager
 def _born_deaf() -> Iterator[None]:
     """A worker process started in this block has SIGINT and SIGTERM blocked from its first instruction until
-    ``_serve`` ignores them: a spawned worker imports for seconds first, and a Ctrl-C to the process group then
+    ``_serve`` ignores them: a worker unpickles and builds itself first, and a Ctrl-C to the process group then
     would end it with a KeyboardInterrupt traceback. A thread's signal mask is inherited through fork and exec,
-    so this thread blocks both while it starts the worker; this process's own handlers stay as they are, so a
-    signal sent to it meanwhile is handled (by another thread's delivery, or when the block ends), never lost.
-    The resource tracker is started first: starting it unblocks these signals in the thread that starts it."""
+    so this thread blocks both while it starts the worker (and, the first time, the fork server, whose forks
+    inherit its mask in turn); this process's own handlers stay as they are, so a signal sent to it meanwhile is
+    handled (by another thread's delivery, or when the block ends), never lost. The resource tracker is started
+    first: starting it unblocks these signals in the thread that starts it."""
     resource_tracker.ensure_running()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
     try:
@@ -195,12 +199,16 @@ def _serve(recipe: bytes, conn: Connection) -> None:
 
 
 class LocalPool(SlotPool):
-    """Worker processes on this machine (spawned, so each builds its worker in a fresh interpreter)."""
+    """Worker processes on this machine, forked from the fork server: a fresh interpreter (no thread, lock or
+    state of the stage's own process is inherited) that imported the stage's script and the worker's module once.
+    The first pool of a process chooses what the server imports; a later pool's workers import what else they need.
+    """
 
     def __init__(self, factory: Callable, init_args: tuple, workers: int, timeout: float, retries: int = 3,
                  what: str = "task"):
         self.recipe = pickle.dumps((factory, init_args))
-        self.ctx = mp.get_context("spawn")
+        self.ctx = mp.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["__main__", factory.__module__])  # no effect once the server runs
         self.procs: dict[int, mp.Process] = {}
         self.conns: dict[int, Connection] = {}
         super().__init__(workers, timeout, retries, what)
