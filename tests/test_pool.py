@@ -1,6 +1,8 @@
 """The one worker pool: local processes and Ray actors replace dead and hung workers by the same rules."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import import_or_missing
@@ -32,6 +34,12 @@ def test_a_call_that_raises_is_not_retried(backend, tmp_path):
     with pool.make(backend, Flaky, (str(tmp_path),), workers=2, timeout=30, what="test") as workers:
         with pytest.raises(WorkerError, match=r"a test worker failed \(ValueError: no good: 7\)"):
             workers.run([("fail", (7,))])
+
+
+def test_workers_run_at_the_stages_priority(backend, tmp_path):
+    """Ray's own default, nice 15, starves actors on a machine that runs anything else: a local Ray's are at 0."""
+    with pool.make(backend, Flaky, (str(tmp_path),), workers=2, timeout=60, what="test") as workers:
+        assert workers.run([("niceness", ())] * 2) == [os.nice(0)] * 2
 
 
 def test_workers_that_cannot_start_are_replaced_then_given_up_on(tmp_path):

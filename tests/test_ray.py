@@ -104,6 +104,7 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)} if token else
                    {"RAY_AUTH_MODE": "disabled"})
+        env["RAY_worker_niceness"] = "0"  # as docs/ray.md advises: actors at the stage's priority
         ray = Path(sys.executable).parent / "ray"
         self.proc = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                                       "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",

@@ -47,7 +47,10 @@ def start(address: str | None, workers: int):
             if address:
                 ray.init(address=address, **options)
             else:
-                ray.init(num_cpus=workers, **options)
+                # Ray runs its workers at nice 15 by default: beside any other busy process (another stage, the
+                # local backend's workers) its actors would wait minutes for the CPU. A local instance's actors
+                # are this stage's workers, at the priority local workers have.
+                ray.init(num_cpus=workers, _system_config={"worker_niceness": 0}, **options)
         except ConnectionError as e:
             raise UsageError(f"--address {address}: no Ray cluster answered ({e}); start one with "
                              "'ray start --head' or drop --address for a local one") from None
