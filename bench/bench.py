@@ -2,6 +2,7 @@
 
     python bench/bench.py [--workers N] [--quick] [--doc PAGE ... | --no-doc]
     python bench/bench.py --only precision      # only the rows of V's encoder at each precision; writes no page
+    python bench/bench.py --only pool           # only the rows of a worker pool's start, spawned or forked; no page
 
 The table also replaces the one between the bench markers of docs/benchmarks.md (``--doc`` names other pages,
 once per page; ``--no-doc`` only prints; a ``--quick`` run writes no page unless ``--doc`` is given), so the
@@ -307,6 +308,31 @@ def precision_rows(n: int, scale: int) -> tuple[list[tuple], Target]:
     return rows, target
 
 
+def pool_rows(n: int, scale: int) -> list[tuple]:
+    """A local worker pool's start, in a fresh stage-like process each time (bench/pool_start.py): wall seconds
+    from its creation to the first answer of each of its ``n`` workers, and the CPU seconds that cost (the
+    process's, its workers' and the fork server's), with spawned workers (each imports torch, gymnasium and the
+    project itself) and with workers forked from the fork server (which imported them once); medians of
+    ``4 * scale`` starts of each, in turns."""
+    import subprocess
+
+    def start(method: str) -> tuple[float, float]:
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / "pool_start.py"), method, str(n)], check=True,
+                             capture_output=True, text=True).stdout
+        wall, cpu = map(float, out.split()[-2:])
+        return wall, cpu
+
+    times = {"spawn": [], "forkserver": []}
+    for turn in range(4 * scale):
+        for method in (["spawn", "forkserver"] if turn % 2 == 0 else ["forkserver", "spawn"]):
+            times[method].append(start(method))
+    (spawn_wall, spawn_cpu), (fork_wall, fork_cpu) = (np.median(times[m], axis=0) for m in ("spawn", "forkserver"))
+    what = f"a pool of {n} local workers started: to each worker's first answer (median of {4 * scale})"
+    return [(f"{what}, spawned workers", f"{spawn_wall:.2f} s wall, {spawn_cpu:.2f} CPU-s", "1.00 (baseline)"),
+            (f"{what}, forked from the fork server (the default)", f"{fork_wall:.2f} s wall, {fork_cpu:.2f} CPU-s",
+             f"{spawn_wall / fork_wall:.2f} × less wall, {spawn_cpu / fork_cpu:.2f} × less CPU")]
+
+
 def bench_vae(batch: int, batches: int) -> tuple[float, float, float]:
     """V training images/s: (stage 02's path with frames streamed from HDF5 shards through its DataLoader,
     stage 02's path with --frames-in-memory, a plain PyTorch loop over the same frames already in memory as a
@@ -407,8 +433,9 @@ def main() -> None:
                                                               "repeat for more (default: docs/benchmarks.md; "
                                                               "none for a --quick run)")
     p.add_argument("--no-doc", action="store_true", help="only print the table")
-    p.add_argument("--only", choices=["precision"],
-                   help="measure only these rows (precision: V's encoder at each precision) and print them; writes no page")
+    p.add_argument("--only", choices=["precision", "pool"],
+                   help="measure only these rows (precision: V's encoder at each precision; pool: a worker pool's "
+                        "start) and print them; writes no page")
     args = p.parse_args()
     if args.doc and args.no_doc:
         p.error("--doc and --no-doc contradict each other: pass one")
@@ -420,6 +447,10 @@ def main() -> None:
     scale = 1 if args.quick else 3
     steps = 100 * scale
 
+    if args.only == "pool":
+        rows = pool_rows(n, scale)
+        print(f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}")
+        return
     if args.only == "precision":
         rows, target = precision_rows(n, scale)
         print(f"{measured_by(time.perf_counter() - started, args.quick)}\n\n{render_table(rows)}\n\n"

@@ -6,11 +6,13 @@ import hashlib
 import json
 import os
 import pickle
+import runpy
 import shutil
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,6 +60,30 @@ def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300,
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_here(script: str, *args: str) -> SimpleNamespace:
+    """``python script args`` run in this process (the script as ``__main__``, through runpy), for a stage that
+    must refuse its input before it does any work: its exit code, stdout and stderr, as ``run_stage`` gives them,
+    without an interpreter's start and imports (seconds each). An exception that escapes the stage is raised here,
+    as the traceback it would have printed. Not for a refusal that depends on being another process (a folder's
+    lock is held per process) or that comes after a progress bar (tqdm reads TQDM_DISABLE once, at its import)."""
+    out, err = StringIO(), StringIO()
+    argv, disabled = sys.argv, os.environ.get("TQDM_DISABLE")
+    sys.argv, os.environ["TQDM_DISABLE"] = [str(ROOT / script), *map(str, args)], "1"
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    except SystemExit as stopped:
+        code = stopped.code if isinstance(stopped.code, int) else 0 if stopped.code is None else 1
+    finally:
+        sys.argv = argv
+        if disabled is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = disabled
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _tiny_pipeline(base: Path) -> dict:

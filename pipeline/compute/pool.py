@@ -205,10 +205,11 @@ class LocalPool(SlotPool):
     """
 
     def __init__(self, factory: Callable, init_args: tuple, workers: int, timeout: float, retries: int = 3,
-                 what: str = "task"):
+                 what: str = "task", start_method: str = "forkserver"):
         self.recipe = pickle.dumps((factory, init_args))
-        self.ctx = mp.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["__main__", factory.__module__])  # no effect once the server runs
+        self.ctx = mp.get_context(start_method)  # "spawn": each worker imports everything itself (bench/bench.py)
+        if start_method == "forkserver":
+            self.ctx.set_forkserver_preload(["__main__", factory.__module__])  # no effect once the server runs
         self.procs: dict[int, mp.Process] = {}
         self.conns: dict[int, Connection] = {}
         super().__init__(workers, timeout, retries, what)
