@@ -1,4 +1,4 @@
-"""A worker for the pool tests, importable by spawned processes and Ray actors alike."""
+"""A worker for the pool tests, importable by forked or spawned processes and Ray actors alike."""
 from __future__ import annotations
 
 import os

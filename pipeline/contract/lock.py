@@ -6,7 +6,8 @@ has written anything. The kernel releases the lock when the owner's process ends
 OOM killer), so a lock left by a killed run never blocks the next one; the file is removed when a stage ends
 normally, so only a killed run leaves it behind (harmless: the next run takes it over).
 
-Only the stage's own process holds the lock: the file is opened close-on-exec (spawned workers never see it) and
+Only the stage's own process holds the lock: the file is opened close-on-exec (the pool's fork server is a fresh
+interpreter that never sees it, nor do the workers forked from it) and
 a forked child (a DataLoader worker) closes its copy at once, so no worker outlives the stage holding it.
 """
 from __future__ import annotations
