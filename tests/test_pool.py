@@ -10,7 +10,7 @@ from pipeline.compute import pool
 from pipeline.contract.errors import WorkerError
 from tests.pool_workers import Flaky, Unbuildable
 
-BACKENDS = ["local", "ray"]
+BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 
 
 @pytest.fixture(params=BACKENDS)
