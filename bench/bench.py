@@ -30,6 +30,7 @@ import multiprocessing as mp
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -314,8 +315,6 @@ def pool_rows(n: int, scale: int) -> list[tuple]:
     process's, its workers' and the fork server's), with spawned workers (each imports torch, gymnasium and the
     project itself) and with workers forked from the fork server (which imported them once); medians of
     ``4 * scale`` starts of each, in turns."""
-    import subprocess
-
     def start(method: str) -> tuple[float, float]:
         out = subprocess.run([sys.executable, str(ROOT / "bench" / "pool_start.py"), method, str(n)], check=True,
                              capture_output=True, text=True).stdout

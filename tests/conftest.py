@@ -67,10 +67,10 @@ def run_here(script: str, *args: str) -> SimpleNamespace:
     must refuse its input before it does any work: its exit code, stdout and stderr, as ``run_stage`` gives them,
     without an interpreter's start and imports (seconds each). An exception that escapes the stage is raised here,
     as the traceback it would have printed. Not for a refusal that depends on being another process (a folder's
-    lock is held per process) or that comes after a progress bar (tqdm reads TQDM_DISABLE once, at its import)."""
+    lock is held per process) or that comes after a progress bar (tqdm reads TQDM_DISABLE once, at its import, so
+    a bar here would be shown)."""
     out, err = StringIO(), StringIO()
-    argv, disabled = sys.argv, os.environ.get("TQDM_DISABLE")
-    sys.argv, os.environ["TQDM_DISABLE"] = [str(ROOT / script), *map(str, args)], "1"
+    argv, sys.argv = sys.argv, [str(ROOT / script), *map(str, args)]
     code = 0
     try:
         with redirect_stdout(out), redirect_stderr(err):
@@ -79,10 +79,6 @@ def run_here(script: str, *args: str) -> SimpleNamespace:
         code = stopped.code if isinstance(stopped.code, int) else 0 if stopped.code is None else 1
     finally:
         sys.argv = argv
-        if disabled is None:
-            del os.environ["TQDM_DISABLE"]
-        else:
-            os.environ["TQDM_DISABLE"] = disabled
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
@@ -237,16 +233,17 @@ def children_of(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def fork_server_of(pid: int) -> int | None:
+def fork_server_of(pid: int, children: list[tuple[int, str]] | None = None) -> int | None:
     """The stage's multiprocessing fork server (from which its local workers are forked), once it runs."""
-    return next((child for child, cmdline in children_of(pid) if "forkserver" in cmdline), None)
+    return next((child for child, cmdline in children or children_of(pid) if "forkserver" in cmdline), None)
 
 
 def workers_of(pid: int) -> list[int]:
     """The worker processes of a stage: the children of its fork server (and any child of its own but
     multiprocessing's resource tracker and the fork server)."""
-    server = fork_server_of(pid)
-    own = [child for child, cmdline in children_of(pid) if "resource_tracker" not in cmdline and child != server]
+    children = children_of(pid)
+    server = fork_server_of(pid, children)
+    own = [child for child, cmdline in children if "resource_tracker" not in cmdline and child != server]
     return own + ([child for child, _ in children_of(server)] if server else [])
 
 

@@ -2,7 +2,6 @@
 that existed before changed. (A missing Sonic ROM: tests/test_sources.py.)"""
 from __future__ import annotations
 
-import runpy
 import shutil
 import sys
 from types import SimpleNamespace
@@ -66,14 +65,9 @@ def assert_refused(copied, script, *args, needles=()):
     ("04_train_controller.py", ["--temperature", "2"], ["--temperature", "--in dream"]),
     ("04_train_controller.py", ["--real-every", "2"], ["--real-every", "--in dream"]),
 ])
-def test_nonsensical_flags(copied, script, args, needles, monkeypatch, capsys):
+def test_nonsensical_flags(copied, script, args, needles):
     """In this process, as ``python script args`` runs it (the flags are refused before anything is read)."""
-    before = snapshot(copied["data"], copied["run"])
-    monkeypatch.setattr(sys, "argv", [script, *map(str, copied["folders"]), *args])
-    with pytest.raises(SystemExit) as stopped:
-        runpy.run_path(str(ROOT / script), run_name="__main__")
-    assert_one_line_error(SimpleNamespace(returncode=stopped.value.code, stderr=capsys.readouterr().err), *needles)
-    assert snapshot(copied["data"], copied["run"]) == before
+    assert_refused(copied, script, *args, needles=needles)
 
 
 def test_missing_and_empty_data_folder(copied, tmp_path):
@@ -238,17 +232,13 @@ def test_the_largest_seed_works_in_every_library(tiny_run, tmp_path):
     ("03_train_mdnrnn.py", "--run"), ("04_train_controller.py", "--run"), ("05_dream.py", "--run"),
     ("compare_cores.py", "--run"),
 ])
-def test_a_file_where_a_folder_belongs(copied, tmp_path, script, flag, monkeypatch, capsys):
+def test_a_file_where_a_folder_belongs(copied, tmp_path, script, flag):
     file = tmp_path / "notes.txt"
     file.write_text("not a folder")
     folders = list(map(str, copied["folders"]))
     folders[folders.index(flag) + 1] = str(file)
     before = snapshot(copied["data"], copied["run"], tmp_path)
-    monkeypatch.setattr(sys, "argv", [script, *folders])
-    with pytest.raises(SystemExit) as stopped:
-        runpy.run_path(str(ROOT / script), run_name="__main__")
-    assert_one_line_error(SimpleNamespace(returncode=stopped.value.code, stderr=capsys.readouterr().err),
-                          flag, str(file), "is a file, not a folder")
+    assert_one_line_error(run_here(script, *folders), flag, str(file), "is a file, not a folder")
     assert snapshot(copied["data"], copied["run"], tmp_path) == before
 
 
