@@ -1,4 +1,5 @@
-"""Shared helpers: run the real stage scripts as subprocesses, one tiny pipeline run per session, and copies of it."""
+"""Shared helpers: run the real stage scripts (in the test's process, or in one of their own where a test needs
+that), one tiny pipeline run per session, and copies of it."""
 from __future__ import annotations
 
 import csv
@@ -21,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ["TQDM_DISABLE"] = "1"  # stages run in this process (run_stage) show no bars; read once, at tqdm's import
 
 TINY = {
     "collect": ["--episodes", "4", "--steps", "40", "--workers", "2"],
@@ -54,32 +56,68 @@ def stage_env(**extra: str) -> dict:
 
 
 def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300, env: dict | None = None,
-              **popen) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env or stage_env(),
-                          capture_output=True, text=True, timeout=timeout, **popen)
+              own_process: bool = False, **popen) -> subprocess.CompletedProcess | SimpleNamespace:
+    """``python script args`` to its end: its exit code, stdout and stderr (an AssertionError with its stderr if
+    ``check`` and it failed). Run in this process (``run_here``), whose imports are already done (a stage's start is
+    seconds of imports, most of a tiny stage's cost), unless the run needs a process of its own: another
+    environment (``env``), a Ray instance (which lives as long as the process that starts it), or
+    ``own_process`` (a test of what only a fresh process shows: a traceback printed by a worker, a lock held by
+    this process, output before the stage's own imports)."""
+    if own_process or env is not None or popen or "ray" in map(str, args):
+        proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
+                              env=env or stage_env(), capture_output=True, text=True, timeout=timeout, **popen)
+    else:
+        proc = run_here(script, *args)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
 
 
 def run_here(script: str, *args: str) -> SimpleNamespace:
-    """``python script args`` run in this process (the script as ``__main__``, through runpy), for a stage that
-    must refuse its input before it does any work: its exit code, stdout and stderr, as ``run_stage`` gives them,
-    without an interpreter's start and imports (seconds each). An exception that escapes the stage is raised here,
-    as the traceback it would have printed. Not for a refusal that depends on being another process (a folder's
-    lock is held per process) or that comes after a progress bar (tqdm reads TQDM_DISABLE once, at its import, so
-    a bar here would be shown)."""
+    """``python script args`` run in this process (the script as ``__main__``, through runpy, from the repository's
+    root): its exit code, stdout and stderr, as a subprocess gives them, without an interpreter's start and imports.
+    An exception that escapes the stage is raised here, as the traceback it would have printed. Progress bars are
+    off, as in ``stage_env`` (TQDM_DISABLE, set before tqdm's import). Only what the stage's own process prints is
+    captured: its workers write to this process's file descriptors."""
     out, err = StringIO(), StringIO()
     argv, sys.argv = sys.argv, [str(ROOT / script), *map(str, args)]
+    cwd = os.getcwd()
     code = 0
     try:
+        os.chdir(ROOT)
         with redirect_stdout(out), redirect_stderr(err):
             runpy.run_path(str(ROOT / script), run_name="__main__")
     except SystemExit as stopped:
         code = stopped.code if isinstance(stopped.code, int) else 0 if stopped.code is None else 1
     finally:
         sys.argv = argv
+        os.chdir(cwd)
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from pipeline.contract import lock
+with lock.hold(Path(sys.argv[1]), sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def held_by_another_process(folder: Path, flag: str):
+    """``folder``'s lock held by a small process of its own (as a stage holds the folder it writes) until the block
+    ends; yields that process's pid. A stage run in the test's own process (``run_stage``) then meets the lock as a
+    second process would (a lock is held per process)."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), flag], cwd=ROOT, env=stage_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n", "the holder never took the lock"
+        yield holder.pid
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
 
 
 def _tiny_pipeline(base: Path) -> dict:

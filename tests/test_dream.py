@@ -16,12 +16,12 @@ from PIL import Image
 
 import envs
 from conftest import missing, run_stage
-from pipeline.contract import evaluations
 from data import latents as latent_data
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, mixture_mean
 from models.mixture_sampler import components
 from models.vae import ConvVAE, VAEConfig, sample_z, to_input
+from pipeline.contract import evaluations
 from pipeline.dream_env import (
     DreamEvaluator,
     StartFrames,

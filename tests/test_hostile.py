@@ -29,6 +29,7 @@ from conftest import (
     assert_one_line_error,
     copy_run,
     fork_server_of,
+    held_by_another_process,
     import_or_missing,
     run_here,
     run_stage,
@@ -40,7 +41,7 @@ from conftest import (
 from data import atomic
 from data.store import Episode, EpisodeRef, RolloutStore, ShardInfo, StoreError, index_hash, write_file
 from pipeline.compute import pool, ray_backend
-from pipeline.contract import checkpoint, lock, runconfig
+from pipeline.contract import checkpoint, runconfig
 from pipeline.contract.errors import UsageError
 from pipeline.world_model import WorldModel, check_controller, fingerprint_of
 
@@ -115,13 +116,13 @@ def test_a_folder_being_written_is_read_by_no_stage(tiny_run, data_copy, tmp_pat
     folders = copy_run(tiny_run, run)
     folders[1] = data_copy
     before = snapshot(data_copy, run)
-    with lock.hold(data_copy, "--data"):
+    with held_by_another_process(data_copy, "--data") as writer:
         for script, flags in (("02_train_vae.py", [*folders, *TINY["vae"], "--epochs", "2"]),
                               ("03_train_mdnrnn.py", [*folders, *TINY["mdnrnn"], "--epochs", "3"]),
                               ("05_dream.py", [*folders, "--steps", "10", "--dreams", "1", "--device", "cpu"]),
                               ("export_minari.py", ["--data", data_copy, "--root", tmp_path / "minari"])):
-            proc = run_stage(script, *flags, check=False)  # another process: a lock is held per process
-            assert_one_line_error(proc, f"--data {data_copy} is being written by process {os.getpid()}",
+            proc = run_stage(script, *flags, check=False)
+            assert_one_line_error(proc, f"--data {data_copy} is being written by process {writer}",
                                   "wait for it to end")
     assert snapshot(data_copy, run) == before and not (tmp_path / "minari").exists()
 
@@ -129,9 +130,9 @@ def test_a_folder_being_written_is_read_by_no_stage(tiny_run, data_copy, tmp_pat
 def test_package_refuses_a_run_still_training(tiny_run, tmp_path):
     run = tmp_path / "run"
     copy_run(tiny_run, run)
-    with lock.hold(run, "--run"):  # as 04 holds it while it trains
+    with held_by_another_process(run, "--run") as trainer:  # as 04 holds it while it trains
         proc = run_stage("package_run.py", "--run", run, "--to", tmp_path / "package", check=False)
-    assert_one_line_error(proc, f"--run {run} is being written by process {os.getpid()}", "packaging it now")
+    assert_one_line_error(proc, f"--run {run} is being written by process {trainer}", "packaging it now")
     assert not (tmp_path / "package").exists()
 
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 SKIPPED_DIRS = {".venv", ".git", "tests", "__pycache__"}

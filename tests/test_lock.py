@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, assert_one_line_error, run_stage, snapshot, stage_env
+from conftest import ROOT, TINY, assert_one_line_error, copy_run, held_by_another_process, run_stage, snapshot, stage_env
 from pipeline.contract import lock
 from pipeline.contract.errors import UsageError
 
@@ -107,20 +107,18 @@ def test_a_file_or_a_folder_inside_one_is_refused(tmp_path):
 
 
 def test_every_stage_holds_the_folder_it_writes(tiny_run, tmp_path):
-    """While this process holds the folder, each stage that writes it is refused before touching it."""
+    """While another process holds the folder, each stage that writes it is refused before touching it."""
     import shutil
-
-    from conftest import copy_run
 
     data, run = tmp_path / "data", tmp_path / "run"
     shutil.copytree(tiny_run["data"], data)
     folders = ["--data", data, *copy_run(tiny_run, run)[2:]]
-    with lock.hold(data, "--data"):
+    with held_by_another_process(data, "--data") as owner:
         before = snapshot(data, run)
         proc = run_stage("01_collect.py", *folders, "--episodes", "6", "--steps", "40", check=False)
-        assert_one_line_error(proc, f"{data} is in use by process {os.getpid()}", "pass another --data")
+        assert_one_line_error(proc, f"{data} is in use by process {owner}", "pass another --data")
         assert snapshot(data, run) == before
-    with lock.hold(run, "--run"):
+    with held_by_another_process(run, "--run") as owner:
         before = snapshot(data, run)
         for script, flags in (("02_train_vae.py", TINY["vae"]), ("03_train_mdnrnn.py", TINY["mdnrnn"]),
                               ("04_train_controller.py", TINY["controller"]),
@@ -128,5 +126,5 @@ def test_every_stage_holds_the_folder_it_writes(tiny_run, tmp_path):
                               ("05_dream.py", ["--steps", "10", "--dreams", "1", "--device", "cpu"]),
                               ("compare_cores.py", ["--cores", "lstm", "--epochs", "1", "--device", "cpu"])):
             proc = run_stage(script, *folders, *flags, check=False)
-            assert_one_line_error(proc, f"{run} is in use by process {os.getpid()}", "pass another --run")
+            assert_one_line_error(proc, f"{run} is in use by process {owner}", "pass another --run")
         assert snapshot(data, run) == before

@@ -13,7 +13,8 @@ from pipeline.reporting.progress import LOG_EVERY, bar
 
 def test_a_bar_in_a_log_file_writes_its_first_and_last_state_as_plain_lines():
     log = io.StringIO()
-    for _ in bar(range(20_000), file=log, desc="steps"):
+    # disable=False: the suite's own process has TQDM_DISABLE set for the stages it runs in it (conftest.py)
+    for _ in bar(range(20_000), file=log, desc="steps", disable=False):
         pass
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from minari import DataCollector
 
-from conftest import TINY, run_stage, stage_env
+from conftest import TINY, run_stage
 from data.store import RolloutStore, read_episode
 from envs.carracing import crop_resize
 
@@ -71,19 +71,18 @@ def minari_root(tmp_path_factory):
     return root
 
 
-def test_stages_02_to_04_train_on_a_minari_dataset_made_by_minaris_data_collector(minari_root, tmp_path):
-    env = stage_env(MINARI_DATASETS_PATH=str(minari_root))
+def test_stages_02_to_04_train_on_a_minari_dataset_made_by_minaris_data_collector(minari_root, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))  # the stages run in this process (run_stage)
     folders = ["--data", "minari:gym/carracing/random-v0", "--run", str(tmp_path / "run")]
-    run_stage("02_train_vae.py", *folders, *TINY["vae"], env=env)  # no --env: the dataset records CarRacing-v3
+    run_stage("02_train_vae.py", *folders, *TINY["vae"])  # no --env: the dataset records CarRacing-v3
     config = json.loads((tmp_path / "run" / "config.json").read_text())["vae"]
     assert config["env"] == "carracing" and config["data"] == "minari:gym/carracing/random-v0"
-    run_stage("03_train_mdnrnn.py", "--run", tmp_path / "run", *TINY["mdnrnn"], env=env)
-    run_stage("04_train_controller.py", "--run", tmp_path / "run", *TINY["controller"], env=env)
+    run_stage("03_train_mdnrnn.py", "--run", tmp_path / "run", *TINY["mdnrnn"])
+    run_stage("04_train_controller.py", "--run", tmp_path / "run", *TINY["controller"])
     assert (tmp_path / "run" / "controller.pt").exists()
     # The frames V trained on are the dataset's, made 64×64 as the carracing source makes its own.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
-        dataset = minari.load_dataset("gym/carracing/random-v0")
+    dataset = minari.load_dataset("gym/carracing/random-v0")
     refs = sorted(RolloutStore(tmp_path / "run" / "minari-data").index(), key=lambda r: r.id)
     assert len(refs) == 4
     for ref, episode in zip(refs, dataset.iterate_episodes(), strict=True):
@@ -99,9 +98,9 @@ def test_stages_02_to_04_train_on_a_minari_dataset_made_by_minaris_data_collecto
     (["--data", "minari:gym/cartpole/random-v0"], "does not record an env of this project"),
     (["--data", "minari:gym/nothing/here-v0"], "no local Minari dataset 'gym/nothing/here-v0'"),
 ])
-def test_a_minari_dataset_that_cannot_train_v_is_one_line(minari_root, tmp_path, args, message):
-    proc = run_stage("02_train_vae.py", *args, "--run", tmp_path / "run", *TINY["vae"], check=False,
-                     env=stage_env(MINARI_DATASETS_PATH=str(minari_root)))
+def test_a_minari_dataset_that_cannot_train_v_is_one_line(minari_root, tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    proc = run_stage("02_train_vae.py", *args, "--run", tmp_path / "run", *TINY["vae"], check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run" / "vae.pt").exists()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import TINY, copy_run, rows, run_stage
-from pipeline.contract import evaluations
 from data.store import RolloutStore
+from pipeline.contract import evaluations
 
 
 def test_collect_wrote_complete_episodes(tiny_run):

@@ -7,8 +7,8 @@ import numpy as np
 from stable_baselines3 import PPO
 
 from conftest import TINY, assert_one_line_error, run_stage
-from pipeline.contract import evaluations
 from pipeline import ppo
+from pipeline.contract import evaluations
 
 
 class Drift(gym.Env):

@@ -1,5 +1,6 @@
-"""--backend ray: the same rollouts and the same fitness values as the local backend, on a local Ray instance
-with 2 CPUs; dead and hung actors are replaced; a missing Ray or a cluster that does not answer is one line."""
+"""--backend ray: the same rollouts as the local backend on a local Ray instance with 2 CPUs and on a cluster
+started with `ray start` (token authentication on and off), and there the same fitness values; a missing Ray or
+a cluster that does not answer is one line. Dead and hung actors: tests/test_pool.py."""
 from __future__ import annotations
 
 import contextlib
@@ -79,18 +80,6 @@ def test_collection_on_ray_writes_the_local_backends_rollouts(tmp_path, local_ro
     assert len(list(on_ray.glob("*.h5"))) == 2  # packed 4 + 2 by this process
 
 
-def test_a_generation_on_ray_has_the_local_backends_fitness(tiny_run, tmp_path):
-    import_or_missing("ray")
-    flags = [*CONTROLLER, "--generations", "1", "--workers", "2"]
-    local, on_ray = tmp_path / "local", tmp_path / "ray"
-    run_stage("04_train_controller.py", *copy_run(tiny_run, local, ("es_state.pkl", "controller*", "metrics")), *flags)
-    run_stage("04_train_controller.py", *copy_run(tiny_run, on_ray, ("es_state.pkl", "controller*", "metrics")), *flags,
-              "--backend", "ray", timeout=900)  # Ray's start: minutes on a loaded 2-core machine
-    rows, state = trajectory(on_ray)
-    assert [r[0] for r in rows] == ["1"] and rows[0][5]  # scored at the last generation
-    assert (rows, state) == trajectory(local)
-
-
 class Cluster:
     """A Ray cluster as a user starts one: `ray start --head` in its own process group, on 127.0.0.1, with token
     authentication on or off; stopped with its process group."""
@@ -138,13 +127,17 @@ def _driver_env(**extra) -> dict:
 
 
 @pytest.mark.parametrize("auth", ["token", "off"])
-def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth, local_rollouts):
+def test_a_stage_joins_a_cluster_started_with_ray_start(tiny_run, tmp_path, token, auth, local_rollouts):
     """RAY_AUTH_MODE unset in the driver, as in the README's instructions; the token in a file, as `ray start`
     keeps it. The rollouts are the local backend's. With token authentication on, a wrong token is first
-    refused in one line that says what to set, and nothing is written."""
+    refused in one line that says what to set, and nothing is written. Without it, a generation of 04 evolved on
+    the cluster has the local backend's fitness values and ES state."""
     import_or_missing("ray")
     cluster = Cluster(token if auth == "token" else None)
-    flags = [*COLLECT, "--episodes", "3", "--backend", "ray", "--address", cluster.address]
+    on_ray = ["--backend", "ray", "--address", cluster.address]
+    flags = [*COLLECT, "--episodes", "3", *on_ray]
+    generation = [*CONTROLLER, "--generations", "1", "--workers", "2"]
+    not_04 = ("es_state.pkl", "controller*", "metrics")
     try:
         if auth == "token":
             proc = run_stage("01_collect.py", "--data", tmp_path / "ray", "--run", tmp_path / "run", *flags,
@@ -154,9 +147,17 @@ def test_a_stage_joins_a_cluster_started_with_ray_start(tmp_path, token, auth, l
             assert not any((tmp_path / "ray").rglob("*.h5"))
         run_stage("01_collect.py", "--data", tmp_path / "ray", "--run", tmp_path / "run", *flags,
                   env=_driver_env(RAY_AUTH_TOKEN_PATH=str(token)))
+        if auth == "off":
+            run_stage("04_train_controller.py", *copy_run(tiny_run, tmp_path / "c-ray", not_04), *generation,
+                      *on_ray, env=_driver_env(), timeout=900)  # Ray's start: minutes on a loaded 2-core machine
     finally:
         cluster.stop()
     b = episodes(tmp_path / "ray")  # the first 3 of the local backend's 6: an episode's seed is its index's
     assert sorted(b) == [0, 1, 2]
     for i in b:
         np.testing.assert_array_equal(local_rollouts[i].observations, b[i].observations)
+    if auth == "off":
+        run_stage("04_train_controller.py", *copy_run(tiny_run, tmp_path / "c-local", not_04), *generation)
+        rows, state = trajectory(tmp_path / "c-ray")
+        assert [r[0] for r in rows] == ["1"] and rows[0][5]  # scored at the last generation
+        assert (rows, state) == trajectory(tmp_path / "c-local")
