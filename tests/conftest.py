@@ -56,14 +56,13 @@ def stage_env(**extra: str) -> dict:
 
 
 def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300, env: dict | None = None,
-              own_process: bool = False, **popen) -> subprocess.CompletedProcess | SimpleNamespace:
+              **popen) -> subprocess.CompletedProcess | SimpleNamespace:
     """``python script args`` to its end: its exit code, stdout and stderr (an AssertionError with its stderr if
     ``check`` and it failed). Run in this process (``run_here``), whose imports are already done (a stage's start is
     seconds of imports, most of a tiny stage's cost), unless the run needs a process of its own: another
-    environment (``env``), a Ray instance (which lives as long as the process that starts it), or
-    ``own_process`` (a test of what only a fresh process shows: a traceback printed by a worker, a lock held by
-    this process, output before the stage's own imports)."""
-    if own_process or env is not None or popen or "ray" in map(str, args):
+    environment (``env``), settings for its process (``popen``: a file-size limit), or a Ray backend (a Ray instance
+    lives as long as the process that starts it). ``timeout`` applies to a process of its own."""
+    if env is not None or popen or "ray" in map(str, args):
         proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
                               env=env or stage_env(), capture_output=True, text=True, timeout=timeout, **popen)
     else:
