@@ -58,7 +58,7 @@ def stage_env(**extra: str) -> dict:
 def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300, env: dict | None = None,
               **popen) -> subprocess.CompletedProcess | SimpleNamespace:
     """``python script args`` to its end: its exit code, stdout and stderr (an AssertionError with its stderr if
-    ``check`` and it failed). Run in this process (``run_here``), whose imports are already done (a stage's start is
+    ``check`` and it failed). Run in this process (``_run_here``), whose imports are already done (a stage's start is
     seconds of imports, most of a tiny stage's cost), unless the run needs a process of its own: another
     environment (``env``), settings for its process (``popen``: a file-size limit), or a Ray backend (a Ray instance
     lives as long as the process that starts it). ``timeout`` applies to a process of its own."""
@@ -66,13 +66,13 @@ def run_stage(script: str, *args: str, check: bool = True, timeout: float = 300,
         proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
                               env=env or stage_env(), capture_output=True, text=True, timeout=timeout, **popen)
     else:
-        proc = run_here(script, *args)
+        proc = _run_here(script, *args)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
 
 
-def run_here(script: str, *args: str) -> SimpleNamespace:
+def _run_here(script: str, *args: str) -> SimpleNamespace:
     """``python script args`` run in this process (the script as ``__main__``, through runpy, from the repository's
     root): its exit code, stdout and stderr, as a subprocess gives them, without an interpreter's start and imports.
     An exception that escapes the stage is raised here, as the traceback it would have printed. Progress bars are

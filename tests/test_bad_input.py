@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY, assert_one_line_error, run_here, run_stage, snapshot, stage_env
+from conftest import ROOT, TINY, assert_one_line_error, run_stage, snapshot, stage_env
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def copied(tiny_run, tmp_path_factory) -> dict:
 
 def assert_refused(copied, script, *args, needles=()):
     before = snapshot(copied["data"], copied["run"])
-    assert_one_line_error(run_here(script, *copied["folders"], *args), *needles)
+    assert_one_line_error(run_stage(script, *copied["folders"], *args, check=False), *needles)
     assert snapshot(copied["data"], copied["run"]) == before
 
 
@@ -75,15 +75,15 @@ def test_missing_and_empty_data_folder(copied, tmp_path):
     for script in ("02_train_vae.py", "03_train_mdnrnn.py"):
         for folder in (tmp_path / "nope", tmp_path / "empty"):
             assert_refused(copied, script, "--data", folder, needles=[str(folder), "01_collect.py"])
-    missing = run_here("02_train_vae.py", "--data", tmp_path / "nope", "--run", tmp_path / "run")
+    missing = run_stage("02_train_vae.py", "--data", tmp_path / "nope", "--run", tmp_path / "run", check=False)
     assert_one_line_error(missing, "nope", "01_collect.py")
     assert not (tmp_path / "run" / "vae.pt").exists()
 
 
 def test_missing_checkpoints_name_the_stage_to_run(tiny_run, tmp_path):
     folders = ["--data", tiny_run["data"], "--run", tmp_path / "fresh"]
-    assert_one_line_error(run_here("03_train_mdnrnn.py", *folders), "vae.pt", "02_train_vae.py")
-    assert_one_line_error(run_here("04_train_controller.py", *folders), "vae.pt", "02_train_vae.py")
+    assert_one_line_error(run_stage("03_train_mdnrnn.py", *folders, check=False), "vae.pt", "02_train_vae.py")
+    assert_one_line_error(run_stage("04_train_controller.py", *folders, check=False), "vae.pt", "02_train_vae.py")
 
 
 def write_bad_h5(data, damage: str) -> None:
@@ -119,7 +119,7 @@ def test_damaged_foreign_or_malformed_h5_stops_every_reader(tiny_run, tmp_path, 
     needles = ["zz_bad.h5", "(T+1, 64, 64, 3) uint8"] if damage in ("shape", "dtype") else ["zz_bad.h5"]
     for script, more in (("01_collect.py", "--episodes"), ("02_train_vae.py", "--epochs"),
                          ("03_train_mdnrnn.py", "--epochs")):
-        proc = run_here(script, "--data", data, "--run", run, more, "9")
+        proc = run_stage(script, "--data", data, "--run", run, more, "9", check=False)
         assert_one_line_error(proc, *needles, "move")
     assert snapshot(data, run) == before
 
@@ -148,7 +148,7 @@ def test_corrupted_checkpoint(tiny_run, tmp_path, name, damage, script, args, ne
     shutil.copytree(tiny_run["run"], run)
     damage(run / name)
     before = snapshot(run)
-    proc = run_here(script, "--data", tiny_run["data"], "--run", run, *args)
+    proc = run_stage(script, "--data", tiny_run["data"], "--run", run, *args, check=False)
     assert_one_line_error(proc, *needles)
     assert snapshot(run) == before
 
@@ -173,14 +173,14 @@ def test_checkpoints_that_do_not_fit_together_or_the_env(tiny_run, tmp_path):
     before = snapshot(run)
     for script, args in (("04_train_controller.py", ["--evaluate", "1"]), ("04_train_controller.py", []),
                          ("05_dream.py", [])):
-        proc = run_here(script, *folders, *args)
+        proc = run_stage(script, *folders, *args, check=False)
         assert_one_line_error(proc, "mdnrnn.pt reads z of size 32", "vae.pt encodes to 8", "03_train_mdnrnn.py")
     assert snapshot(run) == before
     shutil.copy2(tiny_run["run"] / "vae.pt", run / "vae.pt")
     before = snapshot(run)
-    proc = run_here("04_train_controller.py", *folders, "--env", "shapeherd", "--evaluate", "1")
+    proc = run_stage("04_train_controller.py", *folders, "--env", "shapeherd", "--evaluate", "1", check=False)
     assert_one_line_error(proc, "mdnrnn.pt was trained on 3 action inputs", "--env shapeherd has 2")
-    proc = run_here("03_train_mdnrnn.py", *folders, "--env", "shapeherd")
+    proc = run_stage("03_train_mdnrnn.py", *folders, "--env", "shapeherd", check=False)
     assert_one_line_error(proc, "holds rollouts of --env carracing, not shapeherd")
     assert snapshot(run) == before
 
@@ -238,7 +238,7 @@ def test_a_file_where_a_folder_belongs(copied, tmp_path, script, flag):
     folders = list(map(str, copied["folders"]))
     folders[folders.index(flag) + 1] = str(file)
     before = snapshot(copied["data"], copied["run"], tmp_path)
-    assert_one_line_error(run_here(script, *folders), flag, str(file), "is a file, not a folder")
+    assert_one_line_error(run_stage(script, *folders, check=False), flag, str(file), "is a file, not a folder")
     assert snapshot(copied["data"], copied["run"], tmp_path) == before
 
 
@@ -329,7 +329,7 @@ def test_a_malformed_metrics_row_is_one_line_and_nothing_is_rewritten(tiny_run, 
     lines[1] = ",".join(cells) + "\r\n"
     path.write_bytes("".join(lines).encode())
     before = snapshot(run)
-    proc = run_here(script, *folders, *flags)
+    proc = run_stage(script, *folders, *flags, check=False)
     assert_one_line_error(proc, f"{path}, line 2", "'n/a', not a number" if damage == "text" else "values for",
                           "fix or delete")
     assert snapshot(run) == before
@@ -347,7 +347,7 @@ def test_an_unknown_collection_policy_in_config_json_is_one_line(tiny_run, tmp_p
     config["collect"]["policy"] = "zigzag"
     (run / "config.json").write_text(json.dumps(config))
     before = snapshot(run)
-    proc = run_here("05_dream.py", "--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu")
+    proc = run_stage("05_dream.py", "--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu", check=False)
     assert_one_line_error(proc, str(run / "config.json"), "'zigzag'", "brownian, random")
     assert snapshot(run) == before
 
@@ -367,7 +367,7 @@ def test_a_shard_collected_with_another_seed_is_named_by_every_reader(tiny_run, 
     for script, flags in (("01_collect.py", TINY["collect"][:1] + ["6"] + TINY["collect"][2:]),
                           ("02_train_vae.py", TINY["vae"]), ("03_train_mdnrnn.py", TINY["mdnrnn"]),
                           ("05_dream.py", ["--steps", "10", "--dreams", "1", "--device", "cpu"])):
-        proc = run_here(script, *folders, *flags)
+        proc = run_stage(script, *folders, *flags, check=False)
         assert_one_line_error(proc, f"{data / 'shard_000004-000005.h5'} was collected with --seed 5",
                               "shard_000000-000003.h5 with --seed 0", "move shard_000004-000005.h5 out of")
     assert snapshot(data, run) == before

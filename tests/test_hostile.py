@@ -31,7 +31,6 @@ from conftest import (
     fork_server_of,
     held_by_another_process,
     import_or_missing,
-    run_here,
     run_stage,
     snapshot,
     stage_env,
@@ -103,9 +102,9 @@ def test_a_controller_is_never_used_with_an_m_trained_after_it(new_m, tmp_path):
                           ("package_run.py", ["--run", run, "--to", tmp_path / "package"]),
                           ("01_collect.py", ["--run", run, "--data", tmp_path / "more", "--policy", "controller",
                                              "--episodes", "1", *SMALL])):
-        assert_one_line_error(run_here(script, *flags), *needles)
+        assert_one_line_error(run_stage(script, *flags, check=False), *needles)
     assert not (tmp_path / "package").exists() and not (tmp_path / "more").exists()
-    proc = run_here("04_train_controller.py", *folders, *TINY["controller"], "--generations", "3")
+    proc = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--generations", "3", check=False)
     assert_one_line_error(proc, "es_state.pkl", "another V and M")  # training C on further refuses too
     assert snapshot(run) == before
 
@@ -146,7 +145,7 @@ def test_m_is_trained_only_on_the_episodes_v_saw(tiny_run, tmp_path):
     run_stage("01_collect.py", "--data", data, "--run", tmp_path / "r01", *TINY["collect"][:1], "5",
               *TINY["collect"][2:])  # one more episode of the same collection: the folder grew after V
     before = snapshot(run)
-    proc = run_here("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"])
+    proc = run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], check=False)
     assert_one_line_error(proc, f"{run / 'vae.pt'} was trained on other episodes than --data {data}",
                           "run 02_train_vae.py again", "pass the --data V was trained on")
     assert snapshot(run) == before
@@ -196,7 +195,7 @@ def test_ppo_zips_are_written_whole_and_a_damaged_one_is_one_line(tiny_run, tmp_
     assert_one_line_error(proc, "file size limit reached while writing", "ppo", ".zip", "free space")
     assert not list(run.glob("ppo*")), "no zip, whole or partial, under any name"
     evaluate = ["--run", run, "--steps", "30", "--evaluate", "1"]
-    assert_one_line_error(run_here("04_train_controller.py", *evaluate), "ppo_best.zip is missing")
+    assert_one_line_error(run_stage("04_train_controller.py", *evaluate, check=False), "ppo_best.zip is missing")
     run_stage("04_train_controller.py", *flags)
     from pipeline import ppo
     assert ppo.load_best(run).world_fingerprint == WorldModel.load(run, "carracing").fingerprint()
@@ -204,10 +203,10 @@ def test_ppo_zips_are_written_whole_and_a_damaged_one_is_one_line(tiny_run, tmp_
     (run / "ppo_best.zip").write_bytes(blob[: len(blob) // 2])
     for script, flags in (("04_train_controller.py", evaluate),
                           ("05_dream.py", ["--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu"])):
-        assert_one_line_error(run_here(script, *flags), "ppo_best.zip is corrupted", "delete it")
+        assert_one_line_error(run_stage(script, *flags, check=False), "ppo_best.zip is corrupted", "delete it")
     (run / "ppo_best.zip").write_bytes(blob)  # whole again, but recording another V and M than the run's
     ppo.save(ppo.load(run / "ppo_best.zip"), run / "ppo_best.zip", "0" * 64)
-    assert_one_line_error(run_here("04_train_controller.py", *evaluate), "ppo_best.zip learnt on another V "
+    assert_one_line_error(run_stage("04_train_controller.py", *evaluate, check=False), "ppo_best.zip learnt on another V "
                           "and M than this run's", "--algo ppo again")
 
 
@@ -403,7 +402,7 @@ def test_bad_data_is_refused_by_every_stage_that_reads_it(tiny_run, tmp_path, da
     for script, flags in (("01_collect.py", ["--data", data, "--run", tmp_path / "r01", *TINY["collect"]]),
                           ("02_train_vae.py", [*folders, *TINY["vae"], "--epochs", "2"]),
                           ("03_train_mdnrnn.py", [*folders, *TINY["mdnrnn"], "--epochs", "3"])):
-        assert_one_line_error(run_here(script, *flags), f"{shard}: {needle}", "move the file out")
+        assert_one_line_error(run_stage(script, *flags, check=False), f"{shard}: {needle}", "move the file out")
     assert snapshot(data, run) == before
 
 
@@ -425,8 +424,8 @@ def test_a_truncated_or_empty_minari_dataset_is_one_line(exported, tmp_path):
         minari.create_dataset_from_buffers("hostile/empty-v0", [], env="CarRacing-v3",
                                            observation_space=gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
                                            action_space=gym.spaces.Box(-1, 1, (3,), np.float32), data_format="hdf5")
-    proc = run_here("02_train_vae.py", "--data", f"minari:{tmp_path / 'store' / 'hostile' / 'empty-v0'}", "--run",
-                    tmp_path / "run2", *TINY["vae"])
+    proc = run_stage("02_train_vae.py", "--data", f"minari:{tmp_path / 'store' / 'hostile' / 'empty-v0'}", "--run",
+                    tmp_path / "run2", *TINY["vae"], check=False)
     assert_one_line_error(proc, "holds no episodes", "pass a Minari dataset with episodes")
     assert "01_collect.py" not in proc.stderr
 
@@ -474,14 +473,14 @@ def test_a_file_where_tensorboard_writes_is_one_line(tiny_run, tmp_path, script,
     folders = copy_run(tiny_run, run, ("tb",))
     (run / "tb").write_text("not a folder")
     before = snapshot(run)
-    proc = run_here(script, *folders, *flags, "--log", "tensorboard")
+    proc = run_stage(script, *folders, *flags, "--log", "tensorboard", check=False)
     assert_one_line_error(proc, f"--log tensorboard writes into {run / 'tb'}, which is a file", "move it away")
     assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("pop", ["1", "2"])
 def test_a_population_pycma_cannot_evolve_is_refused_up_front(tmp_path, pop):
-    proc = run_here("04_train_controller.py", "--run", tmp_path / "run", "--pop", pop)
+    proc = run_stage("04_train_controller.py", "--run", tmp_path / "run", "--pop", pop, check=False)
     assert_one_line_error(proc, "--pop", "at least 3", "pass --pop 3 or more")
     assert not (tmp_path / "run").exists()
 
@@ -490,7 +489,7 @@ def test_a_package_name_near_the_limit_works_and_past_it_is_one_line(tiny_run, t
     dest = tmp_path / ("p" * 250)
     run_stage("package_run.py", "--run", tiny_run["run"], "--to", dest, "--episodes", "1")
     assert (dest / "controller.pt").exists() and sorted(p.name for p in tmp_path.iterdir()) == [dest.name]
-    proc = run_here("package_run.py", "--run", tiny_run["run"], "--to", tmp_path / ("p" * 300))
+    proc = run_stage("package_run.py", "--run", tiny_run["run"], "--to", tmp_path / ("p" * 300), check=False)
     assert_one_line_error(proc, "--to", "300 bytes", "choose a shorter one")
 
 
@@ -554,5 +553,5 @@ def test_resuming_a_joint_run_without_joint_says_pass_joint(tiny_run, tmp_path):
     config = json.loads((run / "config.json").read_text())
     config["mdnrnn"]["joint"] = True  # as a joint run records it
     (run / "config.json").write_text(json.dumps(config))
-    proc = run_here("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], "--epochs", "3")
+    proc = run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], "--epochs", "3", check=False)
     assert_one_line_error(proc, "was started with --joint, not without --joint: pass --joint to resume it")

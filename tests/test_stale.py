@@ -9,7 +9,7 @@ import h5py
 import pytest
 import torch
 
-from conftest import NOT_04, TINY, assert_one_line_error, copy_run, run_here, run_stage, snapshot, trajectory
+from conftest import NOT_04, TINY, assert_one_line_error, copy_run, run_stage, snapshot, trajectory
 
 DREAM = ["--in", "dream", "--pop", "4", "--trials", "2", "--generations", "3", "--steps", "30", "--workers", "1",
          "--eval-episodes", "2", "--device", "cpu"]
@@ -30,17 +30,17 @@ def test_a_retrained_v_is_never_read_through_the_old_codes(tiny_run, retrained):
     old = h5py.File(tiny_run["run"] / "latents.h5", "r").attrs["vae_fingerprint"]
     assert h5py.File(run / "latents.h5", "r").attrs["vae_fingerprint"] == old  # still the old V's codes
     before = snapshot(run)
-    proc = run_here("04_train_controller.py", *folders, *DREAM)
+    proc = run_stage("04_train_controller.py", *folders, *DREAM, check=False)
     assert_one_line_error(proc, "mdnrnn.pt", "another V", "03_train_mdnrnn.py")
-    proc = run_here("05_dream.py", "--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu")
+    proc = run_stage("05_dream.py", "--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu", check=False)
     assert_one_line_error(proc, "mdnrnn.pt", "another V")
-    proc = run_here("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"])  # M's checkpoint is the old V's
+    proc = run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"], check=False)  # M's checkpoint is the old V's
     assert_one_line_error(proc, "mdnrnn.pt", "another V", "delete it")
     assert snapshot(run) == before
     (run / "mdnrnn.pt").unlink()
     run_stage("03_train_mdnrnn.py", *folders, *TINY["mdnrnn"])
     assert h5py.File(run / "latents.h5", "r").attrs["vae_fingerprint"] != old  # re-encoded by the new V
-    proc = run_here("04_train_controller.py", *folders, *DREAM)  # ES state of the old V and M
+    proc = run_stage("04_train_controller.py", *folders, *DREAM, check=False)  # ES state of the old V and M
     assert_one_line_error(proc, "es_state.pkl", "another V and M", "delete it")
 
 
@@ -56,7 +56,7 @@ def test_resuming_the_controller_with_other_settings_is_refused(tiny_run, tmp_pa
     else:
         command += [flag, value]
     before = snapshot(run)
-    proc = run_here("04_train_controller.py", *folders, *command, "--generations", "4")
+    proc = run_stage("04_train_controller.py", *folders, *command, "--generations", "4", check=False)
     assert_one_line_error(proc, f"{flag} {recorded}", f"not {value}")
     assert snapshot(run) == before
 
@@ -67,7 +67,7 @@ def test_fewer_generations_than_done_is_refused_and_changes_nothing(tiny_run, tm
     before = snapshot(run)
     command = [a if a != "2" or i == 0 else a for i, a in enumerate(TINY["controller"])]
     command[command.index("--generations") + 1] = "1"
-    proc = run_here("04_train_controller.py", *folders, *command)
+    proc = run_stage("04_train_controller.py", *folders, *command, check=False)
     assert_one_line_error(proc, "--generations 1", "already evolved")
     assert snapshot(run) == before
 
@@ -76,9 +76,9 @@ def test_resuming_v_with_another_loss_is_refused(tiny_run, tmp_path):
     run = tmp_path / "run"
     folders = copy_run(tiny_run, run)
     before = snapshot(run)
-    proc = run_here("02_train_vae.py", *folders, *TINY["vae"], "--epochs", "2", "--kl-tolerance", "0.1")
+    proc = run_stage("02_train_vae.py", *folders, *TINY["vae"], "--epochs", "2", "--kl-tolerance", "0.1", check=False)
     assert_one_line_error(proc, "--kl-tolerance 0.5", "not 0.1")
-    proc = run_here("02_train_vae.py", *folders, *TINY["vae"][:2], "--batch", "8", *TINY["vae"][4:])
+    proc = run_stage("02_train_vae.py", *folders, *TINY["vae"][:2], "--batch", "8", *TINY["vae"][4:], check=False)
     assert_one_line_error(proc, "--batch 16", "not 8")
     assert snapshot(run) == before
     assert json.loads((run / "config.json").read_text())["vae"]["kl_tolerance"] == 0.5
@@ -92,7 +92,7 @@ def test_a_truncated_latents_file_is_one_line(tiny_run, tmp_path):
     for script, args in (("04_train_controller.py", [*folders, *DREAM]),
                          ("05_dream.py", ["--run", run, "--steps", "10", "--dreams", "1", "--device", "cpu"])):
         before = snapshot(run)
-        proc = run_here(script, *args)
+        proc = run_stage(script, *args, check=False)
         assert_one_line_error(proc, "latents.h5", "truncated or damaged", "03_train_mdnrnn.py")
         assert snapshot(run) == before
 
@@ -102,7 +102,7 @@ def test_an_es_state_that_is_not_one_is_one_line(tiny_run, tmp_path):
     folders = copy_run(tiny_run, run)
     (run / "es_state.pkl").write_bytes(pickle.dumps({"generation": 3}))
     before = snapshot(run)
-    proc = run_here("04_train_controller.py", *folders, *TINY["controller"], "--generations", "3")
+    proc = run_stage("04_train_controller.py", *folders, *TINY["controller"], "--generations", "3", check=False)
     assert_one_line_error(proc, "es_state.pkl", "not an ES state")
     assert snapshot(run) == before
 
@@ -120,7 +120,7 @@ def test_init_from_starts_the_evolution_at_a_trained_controller_and_only_there(t
     assert state["generation"] == 1 and abs(state["mean"] - params.astype("float64")).max() < 1e-6
 
     before = snapshot(run)
-    again = run_here("04_train_controller.py", *folders, *command[:-2], "--generations", "2", "--init-from", init)
+    again = run_stage("04_train_controller.py", *folders, *command[:-2], "--generations", "2", "--init-from", init, check=False)
     assert_one_line_error(again, "--init-from", "es_state.pkl", "drop --init-from")
     assert snapshot(run) == before
     run_stage("04_train_controller.py", *folders, *command[:-2], "--generations", "2")  # without it: resumed
@@ -129,6 +129,6 @@ def test_init_from_starts_the_evolution_at_a_trained_controller_and_only_there(t
     foreign = tmp_path / "foreign.pt"  # a C evolved on other V and M: its recorded world is not this run's
     torch.save({**torch.load(init, weights_only=True), "world": "0" * 64}, foreign)
     fresh = copy_run(tiny_run, tmp_path / "fresh", drop=NOT_04)
-    other = run_here("04_train_controller.py", *fresh, *command[:-1], foreign)
+    other = run_stage("04_train_controller.py", *fresh, *command[:-1], foreign, check=False)
     assert_one_line_error(other, str(foreign), "another V and M")
     assert not (tmp_path / "fresh" / "es_state.pkl").exists()
