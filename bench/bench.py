@@ -271,7 +271,7 @@ def bench_encoder(batches: tuple[int, ...], rounds: int) -> dict[str, list[float
         for batch in batches:
             x = frames[:batch]
             calls = max(1, 64 // batch)
-            seconds = alternating([lambda e=e: e(x) for e in encoders.values()], rounds=rounds, calls=calls)
+            seconds = alternating([lambda e=e, x=x: e(x) for e in encoders.values()], rounds=rounds, calls=calls)
             for name, t in zip(encoders, seconds):
                 rates[name].append(batch / t)
     return rates
@@ -298,7 +298,8 @@ def precision_rows(n: int, scale: int) -> tuple[list[tuple], Target]:
             models = kind != "bare"
             rates[kind].append(bench_evaluation(n, True, models, batch, steps, precision=kind if models else "fp32"))
     mean = {kind: float(np.mean(r)) for kind, r in rates.items()}
-    rows.append((f"bare FastCarRacing, {n} process(es), {batch} episodes each, resets included (mean of {scale} turn{'s' if scale > 1 else ''})",
+    turns = f"{scale} turn{'s' if scale > 1 else ''}"
+    rows.append((f"bare FastCarRacing, {n} process(es), {batch} episodes each, resets included (mean of {turns})",
                  f"{mean['bare']:,.0f} env-steps/s", "1.00 (baseline)"))
     for name in PRECISIONS:
         rows.append((f"controller evaluation on FastCarRacing, {n} process(es), V's encoder in {name}",

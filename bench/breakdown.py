@@ -140,7 +140,7 @@ def model_precisions(batches: tuple[int, ...] = (1, 12), repeat: int = 60) -> tu
     v = {name: [] for name in encoders}
     with torch.inference_mode():
         for batch in batches:
-            seconds = alternating([lambda e=e: e(frames[:batch]) for e in encoders.values()], rounds=4,
+            seconds = alternating([lambda e=e, batch=batch: e(frames[:batch]) for e in encoders.values()], rounds=4,
                                   calls=max(1, repeat // 4 * 12 // batch))
             for name, t in zip(encoders, seconds):
                 v[name].append(1e3 * t / batch)

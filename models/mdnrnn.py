@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.cores import CORES, State
-from models.mixture_sampler import components
+from models.mixture_sampler import draw
 
 
 @dataclass
@@ -123,17 +123,9 @@ def mixture_nll(out: MDNOutput, target: torch.Tensor, mask: torch.Tensor | None 
 
 
 def sample(out: MDNOutput, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw z_{t+1} (..., Z): mixture logits divided by τ, component noise scaled by √τ.
-
-    Each dimension's component is the one ``torch.multinomial`` draws from the softmax of its logits (see
-    ``components``), then its Gaussian noise comes from the same generator.
-    """
-    logits = out.logit_pi / temperature
-    k = components(logits, generator).view(*logits.shape[:-1], 1)
-    mu = out.mu.gather(-1, k).squeeze(-1)
-    sigma = out.log_sigma.gather(-1, k).squeeze(-1).exp()
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + sigma * math.sqrt(temperature) * eps
+    """Draw z_{t+1} (..., Z): mixture logits divided by τ, component noise scaled by √τ. Each dimension's component
+    is picked by one uniform and its noise is one normal, both from ``generator`` (``mixture_sampler.draw``)."""
+    return draw(out.logit_pi, out.mu, out.log_sigma, temperature, generator)
 
 
 def mixture_mean(out: MDNOutput) -> torch.Tensor:

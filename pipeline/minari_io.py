@@ -13,6 +13,7 @@ folder as they read any other, and re-running finds it complete.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import resource
@@ -61,7 +62,7 @@ def load(spec: str):
     folder = Path(name).expanduser()
     for candidate in (folder / "data", folder):
         if (candidate / "metadata.json").is_file():
-            return _opened(lambda: minari.MinariDataset(candidate), spec)
+            return _opened(functools.partial(minari.MinariDataset, candidate), spec)
     if folder.exists():
         raise UsageError(f"argument --data: {folder} holds no Minari dataset (no metadata.json in it or in its data/)")
     if not minari.storage.get_dataset_path(name).exists():

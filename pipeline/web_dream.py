@@ -9,8 +9,8 @@
     ort/                     ONNX Runtime Web's module and WebAssembly, copied from node_modules (npm ci)
 
 The networks run only in ONNX Runtime Web; the page's own script samples z_{t+1} from M's mixture outputs as
-``models.mdnrnn.sample`` does (``sample_with_draws`` is that sampler with its random draws given, which the
-page's test hook is checked against), maps held keys to actions through a table made here from the source's
+``models.mdnrnn.sample`` does (``models.mixture_sampler.sample_with_draws`` is that sampler with its random draws
+given, which the page's test hook is checked against), maps held keys to actions through a table made here from the source's
 own ``keyboard_action``, and C's outputs to actions through curves made from its ``controller_action``.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ import copy
 import functools
 import http.server
 import json
-import math
 import shutil
 import threading
 import warnings
@@ -54,19 +53,6 @@ KEYS = ("left", "right", "up", "down", "space")  # bit i of a key-table index: K
 CURVE_POINTS = 257  # C's outputs in [-1, 1] at which each action dimension's mapping is tabulated
 STOCHASTIC_CORES = ("vsg", "svsg")  # cores that draw random numbers inside a step, where the page cannot feed them
 TOLERANCE = 1e-4  # the exported graphs against torch, on the same inputs
-
-
-# -- the sampler the page runs ---------------------------------------------------------------------
-def sample_with_draws(out: MDNOutput, temperature: float, exponentials: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-    """``models.mdnrnn.sample`` with its random draws given: ``exponentials`` (..., Z, K) Exp(1) draws pick each
-    dimension's component as ``torch.multinomial`` does (argmax_k p_k / q_k, p the softmax of logits / τ),
-    ``normals`` (..., Z) are the Gaussian noise, scaled by σ·√τ. Fed the draws ``sample``'s generator would make,
-    it returns what ``sample`` returns; the page computes the same from its own draws."""
-    p = torch.softmax(out.logit_pi / temperature, dim=-1)
-    k = (p / exponentials).argmax(-1, keepdim=True)
-    mu = out.mu.gather(-1, k).squeeze(-1)
-    sigma = out.log_sigma.gather(-1, k).squeeze(-1).exp()
-    return mu + sigma * math.sqrt(temperature) * normals
 
 
 # -- the exported networks ---------------------------------------------------------------------------
@@ -422,5 +408,5 @@ def serve_in_background(folder: Path) -> tuple[http.server.ThreadingHTTPServer, 
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
 
 
-__all__ = ["Written", "action_curves", "key_table", "sample_with_draws", "serve", "serve_in_background", "server",
+__all__ = ["Written", "action_curves", "key_table", "serve", "serve_in_background", "server",
            "write"]

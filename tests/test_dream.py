@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from PIL import Image
 
@@ -19,7 +20,7 @@ from conftest import missing, run_stage
 from data import latents as latent_data
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, mixture_mean
-from models.mixture_sampler import components
+from models.mixture_sampler import components, draw, sample_with_draws
 from models.vae import ConvVAE, VAEConfig, sample_z, to_input
 from pipeline.contract import evaluations
 from pipeline.dream_env import (
@@ -145,7 +146,7 @@ def test_dreams_with_discrete_actions(tmp_path):
 def plain_dream(m: MDNRNN, world: WorldModel, starts: Starts, params: np.ndarray, steps: int, temperature: float,
                 seed: int) -> tuple[np.ndarray, np.ndarray, list]:
     """The dream loop written plainly: C's actions mapped row by row by the source, z_{t+1}'s component drawn by
-    softmax and ``torch.multinomial``; returns, lengths and the actions of each step (as M read them)."""
+    torch's ops (``components``); returns, lengths and the actions of each step (as M read them)."""
     source, n = world.source, len(params)
     torch.manual_seed(seed)
     z, state = begin(m, starts, torch.device("cpu"))
@@ -159,8 +160,8 @@ def plain_dream(m: MDNRNN, world: WorldModel, starts: Starts, params: np.ndarray
             actions.append(a)
             pred, state = m.step(z, torch.from_numpy(a), state, dream=t > 0)
             logits = pred.logit_pi / temperature
-            probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-            k = torch.multinomial(probs, 1, generator=generator).view(*logits.shape[:-1], 1)
+            u = torch.rand(logits.shape[:-1], generator=generator, dtype=torch.float64)
+            k = components(logits.reshape(-1, logits.shape[-1]), u.reshape(-1)).view(*logits.shape[:-1], 1)
             mu, sigma = pred.mu.gather(-1, k).squeeze(-1), pred.log_sigma.gather(-1, k).squeeze(-1).exp()
             z = mu + sigma * math.sqrt(temperature) * torch.randn(mu.shape, generator=generator)
             returns += np.where(alive, pred.reward.double().numpy(), 0.0)
@@ -174,7 +175,7 @@ def plain_dream(m: MDNRNN, world: WorldModel, starts: Starts, params: np.ndarray
 @pytest.mark.parametrize("env, done_scale", [("carracing", 1.0), ("airstriker", 2.0)])
 def test_dreams_equal_the_plain_loop_bit_for_bit(tmp_path, env, done_scale):
     """Returns, done steps and every action of a batch of dreams are those of the plain loop, for the same seed:
-    the batched action mapping and the softmax-free component draw change nothing."""
+    the batched action mapping and the compiled component draw change nothing."""
     source = envs.get(env)
     torch.manual_seed(0)
     world = WorldModel(source, ConvVAE(VAEConfig(z_dim=8)).eval(),
@@ -260,30 +261,93 @@ def test_the_batched_action_mapping_is_the_sources_own_row_by_row():
             assert np.asarray(got).dtype == np.asarray(want).dtype
 
 
-@pytest.mark.parametrize("k", [1, 2, 5])
-def test_the_component_draw_is_multinomials(k):
-    """``components`` draws what softmax + ``torch.multinomial`` draw from the same generator, and leaves the
-    generator where multinomial leaves it: at any scale of logits, and on rows built so that two candidates tie
-    within float32's rounding (there the log-domain argmax alone would be wrong; those rows are settled by the
-    softmax)."""
-    rng = np.random.default_rng(k)
-    for scale in (1e-3, 1.0, 30.0, 300.0, "ties"):
-        if scale == "ties":  # p_1 / q_1 ≈ p_0 / q_0 for the q that the generator draws next
-            q = torch.empty(4000, k).exponential_(generator=torch.Generator().manual_seed(1)).double()
-            logits = torch.zeros(4000, k)
-            logits[:, -1] = (q[:, -1].log() - q[:, 0].log()).float()
-            log_domain = (logits.double() - q.log()).argmax(-1, keepdim=True)
-        else:
-            logits = torch.from_numpy((rng.normal(size=(4000, k)) * scale).astype(np.float32))
-        ours, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-        drawn = components(logits, ours)
-        expected = torch.multinomial(torch.softmax(logits, -1), 1, generator=theirs)
-        assert torch.equal(drawn, expected)
-        assert torch.equal(ours.get_state(), theirs.get_state())
-    if k > 1:
-        assert (log_domain != expected).sum() > 100
-    with pytest.raises(RuntimeError, match="probability tensor contains"):
-        components(torch.tensor([[0.0, float("nan")]]))
+# -- the mixture's sampler: the distribution it draws, and the same z on both of its paths -----------------------
+def mixture(rows: int, dims: int, k: int, scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random mixtures (rows, dims, k): logits at ``scale``, means, log sigmas."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(rows, dims, k, generator=g) * scale, torch.randn(rows, dims, k, generator=g) * 3,
+            torch.randn(rows, dims, k, generator=g) * 0.5 - 1)
+
+
+def chi_square_p(picked: np.ndarray, probs: np.ndarray) -> float:
+    """The chi-square test's p-value for the counts of ``picked`` against the probabilities ``probs``."""
+    counts = np.bincount(picked, minlength=len(probs))
+    return scipy.stats.chisquare(counts, probs * len(picked)).pvalue
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.15, 3.0])
+def test_the_component_draw_follows_the_softmax_chi_square(temperature):
+    """The components ``draw`` picks (recovered from z drawn with no noise: every component its own μ) follow
+    softmax(logits / τ): a chi-square test on 400,000 draws from each of three mixtures, one of them with a
+    component of probability about 1e-3. The same test rejects draws from the softmax at the wrong temperature,
+    so it can tell."""
+    logits = torch.tensor([[0.3, -1.2, 2.0, 0.0, -0.5], [1.0, 1.0, 1.0, 1.0, 1.0], [4.0, 0.0, -3.0, 2.5, 1.0]])
+    n = 400_000
+    mu = torch.arange(5.0).expand(n, 3, 5)
+    g = torch.Generator().manual_seed(11)
+    z = draw(logits.expand(n, 3, 5), mu, torch.full((n, 3, 5), -60.0), temperature, g)
+    picked = z.round().long().numpy()
+    assert np.abs(picked - z.numpy()).max() < 1e-6  # σ = e⁻⁶⁰: z is μ_k = k
+    for d in range(3):
+        probs = torch.softmax(logits[d].double() / temperature, -1).numpy()
+        assert chi_square_p(picked[:, d], probs) > 1e-3
+        if d != 1:  # the uniform row is the same at any temperature
+            wrong = torch.softmax(logits[d].double() / (temperature * 1.1), -1).numpy()
+            assert chi_square_p(picked[:, d], wrong) < 1e-6
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.15])
+def test_the_moments_of_z_are_the_mixtures(temperature):
+    """z's mean, variance and third central moment over 200,000 draws are those of the mixture at temperature τ
+    (weights softmax(logits / τ), each component's variance σ²τ), within 5 standard errors, in every dimension."""
+    logits, mu, log_sigma = mixture(1, 4, 5, 1.5, seed=3)
+    n = 200_000
+    z = draw(logits.expand(n, 4, 5), mu.expand(n, 4, 5), log_sigma.expand(n, 4, 5), temperature,
+             torch.Generator().manual_seed(5)).double()
+    p = torch.softmax(logits[0].double() / temperature, -1)
+    m, var = mu[0].double(), (2 * log_sigma[0].double()).exp() * temperature
+    mean = (p * m).sum(-1)
+    central2 = (p * (var + (m - mean[:, None]) ** 2)).sum(-1)
+    d = m - mean[:, None]
+    central3 = (p * (d ** 3 + 3 * d * var)).sum(-1)
+    got_mean = z.mean(0)
+    got2 = ((z - got_mean) ** 2).mean(0)
+    got3 = ((z - got_mean) ** 3).mean(0)
+    central4 = (p * (d ** 4 + 6 * d ** 2 * var + 3 * var ** 2)).sum(-1)
+    central6 = ((z - mean) ** 6).mean(0)  # for the third moment's standard error
+    assert torch.all((got_mean - mean).abs() < 5 * (central2 / n).sqrt())
+    assert torch.all((got2 - central2).abs() < 5 * ((central4 - central2 ** 2) / n).sqrt())
+    assert torch.all((got3 - central3).abs() < 5 * (central6 / n).sqrt())
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 300.0])
+def test_the_compiled_draw_is_torchs_ops_bit_for_bit(scale):
+    """On the CPU in float32, ``sample_with_draws`` picks and gathers in compiled loops; ``components`` and torch's
+    gather do the same in torch's ops. For the same uniforms they give the same z, bit for bit, at any scale of
+    logits; and a generator's seed gives one z, leaving the generator where one uniform and one normal a
+    dimension leave it."""
+    logits, mu, log_sigma = mixture(2000, 8, 5, scale, seed=1)
+    g = torch.Generator().manual_seed(2)
+    u = torch.rand(2000, 8, generator=g, dtype=torch.float64)
+    eps = torch.randn(2000, 8, generator=g)
+    z = sample_with_draws(logits, mu, log_sigma, 1.15, u, eps)
+    x = (logits / 1.15).reshape(-1, 5)
+    k = components(x, u.reshape(-1))
+    assert 0 < len(torch.unique(k)) <= 5
+    want = (mu.reshape(-1, 5).gather(-1, k).squeeze(-1) + log_sigma.reshape(-1, 5).gather(-1, k).squeeze(-1).exp()
+            * math.sqrt(1.15) * eps.reshape(-1)).view(2000, 8)
+    assert torch.equal(z, want)
+    again = torch.Generator().manual_seed(2)
+    assert torch.equal(draw(logits, mu, log_sigma, 1.15, again), z)
+    assert torch.equal(again.get_state(), g.get_state())
+
+
+def test_the_draw_refuses_logits_that_are_not_finite():
+    logits, mu, log_sigma = mixture(3, 2, 5, 1.0, seed=0)
+    for bad in (float("nan"), float("inf")):
+        logits[1, 1, 2] = bad
+        with pytest.raises(ValueError, match="not all finite"):
+            draw(logits, mu, log_sigma, 1.0, torch.Generator().manual_seed(0))
 
 # -- 05: files, the page, the keyboard demo --------------------------------------------------------------
 @pytest.fixture(scope="module")

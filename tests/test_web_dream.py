@@ -22,6 +22,7 @@ from data import latents as latent_data
 from envs.carracing import CarRacing
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, sample
+from models.mixture_sampler import sample_with_draws
 from models.vae import ConvVAE, VAEConfig, to_frames
 from pipeline import web_dream
 from pipeline.contract import checkpoint
@@ -41,18 +42,19 @@ LEFT, RIGHT = 1, 2  # key-table masks: bit i is web_dream.KEYS[i]
 
 # -- the page's sampler, key table and action curves (no browser) --------------------------------------------
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 1.15, 2.0])
-def test_the_pages_sampler_given_torchs_draws_is_ms_sample(temperature):
-    """Fed the Exp(1) and normal draws ``sample``'s generator makes (multinomial's exponential_ on the (rows, K)
-    probabilities, then randn), ``sample_with_draws`` returns exactly what ``sample`` does."""
+def test_the_sampler_given_torchs_draws_is_ms_sample(temperature):
+    """Fed the draws ``sample``'s generator makes (a float64 uniform, then a normal, a dimension),
+    ``sample_with_draws``, the sampler the page's test hook is checked against, returns exactly what ``sample``
+    does."""
     g = torch.Generator().manual_seed(7)
     out = MDNOutput(torch.randn(3, 6, 5, generator=g) * 2, torch.randn(3, 6, 5, generator=g),
                     torch.randn(3, 6, 5, generator=g) * 0.5 - 1, torch.zeros(3), torch.zeros(3))
     ours, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     for _ in range(20):
         want = sample(out, temperature, theirs)
-        exponentials = torch.empty(18, 5).exponential_(generator=ours).view(3, 6, 5)
+        uniforms = torch.rand(3, 6, generator=ours, dtype=torch.float64)
         normals = torch.randn(3, 6, generator=ours)
-        assert torch.equal(web_dream.sample_with_draws(out, temperature, exponentials, normals), want)
+        assert torch.equal(sample_with_draws(out.logit_pi, out.mu, out.log_sigma, temperature, uniforms, normals), want)
 
 
 def test_key_tables_are_the_sources_own_bindings():
@@ -171,14 +173,15 @@ def start_of(spec: dict, start) -> tuple[torch.Tensor, tuple]:
 
 
 @torch.no_grad()
-def torch_dream(m: MDNRNN, spec: dict, start, actions, exponentials, normals, temperature) -> dict:
+def torch_dream(m: MDNRNN, spec: dict, start, actions, uniforms, normals, temperature) -> dict:
     """Python's M stepped from the same start on the same actions and draws."""
     z, state = start_of(spec, start)
     result = {"z": [z[0].tolist()], "reward": [], "done": []}
-    for a, q, e in zip(actions, exponentials, normals):
+    for a, u, e in zip(actions, uniforms, normals):
         out, state = m.step(z, torch.tensor([a], dtype=torch.float32), state, dream=True)
-        z = web_dream.sample_with_draws(out, temperature, torch.tensor(q, dtype=torch.float32).reshape(out.mu.shape),
-                                        torch.tensor(e, dtype=torch.float32).reshape(z.shape))
+        z = sample_with_draws(out.logit_pi, out.mu, out.log_sigma, temperature,
+                              torch.tensor(u, dtype=torch.float64).reshape(z.shape),
+                              torch.tensor(e, dtype=torch.float32).reshape(z.shape))
         result["z"].append(z[0].tolist())
         result["reward"].append(float(out.reward[0]))
         result["done"].append(float(torch.sigmoid(out.done_logit[0])))
@@ -196,14 +199,14 @@ def c_outputs(world: WorldModel, params: torch.Tensor, spec: dict, start) -> np.
 def check_m_is_m(page, world: WorldModel, spec: dict, steps: int = 12) -> None:
     """For the same start, actions and draws, the browser's z sequence (and M's reward and done) is torch's."""
     rng = np.random.default_rng(11)
-    z_dim, k = spec["z_dim"], spec["mixtures"]
+    z_dim = spec["z_dim"]
     for start, temperature in ((0, 1.15), (len(spec["starts"]) - 1, 0.5), ("real", 1.0)):
         actions = rng.uniform(-1, 1, (steps, spec["action_dim"])).tolist()
-        exponentials = rng.exponential(size=(steps, z_dim * k)).tolist()
+        uniforms = rng.uniform(size=(steps, z_dim)).tolist()
         normals = rng.standard_normal((steps, z_dim)).tolist()
-        got = page.evaluate("([s, a, q, e, tau]) => window.__dreamTest(s, a, q, e, tau)",
-                            [start, actions, exponentials, normals, temperature])
-        want = torch_dream(world.mdnrnn, spec, start, actions, exponentials, normals, temperature)
+        got = page.evaluate("([s, a, u, e, tau]) => window.__dreamTest(s, a, u, e, tau)",
+                            [start, actions, uniforms, normals, temperature])
+        want = torch_dream(world.mdnrnn, spec, start, actions, uniforms, normals, temperature)
         assert len(got["z"]) == steps + 1
         np.testing.assert_allclose(got["z"], want["z"], atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(got["reward"], want["reward"], atol=1e-4, rtol=1e-4)
@@ -286,8 +289,9 @@ def check_temperature_reaches_m(page) -> None:
     z = len(last["z"])
     out = MDNOutput(*(torch.tensor(last["out"][name]).reshape(1, z, -1) for name in ("logit", "mu", "logSigma")),
                     torch.zeros(1), torch.zeros(1))
-    want = web_dream.sample_with_draws(out, 0.3, torch.tensor(last["exponentials"]).reshape(1, z, -1),
-                                       torch.tensor(last["normals"]).reshape(1, z))
+    want = sample_with_draws(out.logit_pi, out.mu, out.log_sigma, 0.3,
+                             torch.tensor(last["uniforms"], dtype=torch.float64).reshape(1, z),
+                             torch.tensor(last["normals"]).reshape(1, z))
     np.testing.assert_allclose(last["z"], want[0].numpy(), atol=1e-5)
     page.locator("#tau").fill("1.15")
 

@@ -33,7 +33,7 @@ function generator(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   return {
-    exponential: () => -Math.log1p(-uniform()), // Exp(1), as torch.multinomial's exponential_ draws
+    uniform,
     normal: () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform()),
   };
 }
@@ -77,22 +77,28 @@ async function mStep(z, input, state) {
   };
 }
 
-// z_{t+1} from M's mixture at temperature tau: each dimension's component is argmax_k p_k / q_k (p the softmax of
-// logits / tau, q the Exp(1) draws: torch.multinomial's choice), then mu + sigma * sqrt(tau) * eps.
-function sampleZ(out, tau, exponentials, normals) {
+// z_{t+1} from M's mixture at temperature tau, as models/mixture_sampler.py draws it: in each dimension the weights
+// w_k = exp(logit_k / tau - max) and their running sums c_k; the uniform u picks the first k with u * c_{K-1} < c_k
+// (the softmax's choice); then mu + sigma * sqrt(tau) * eps.
+function sampleZ(out, tau, uniforms, normals) {
   const z = new Float32Array(Z);
+  const w = new Float64Array(K);
   for (let i = 0; i < Z; i += 1) {
     const row = i * K;
     let top = -Infinity;
     for (let k = 0; k < K; k += 1) top = Math.max(top, out.logit[row + k] / tau);
-    let sum = 0;
-    for (let k = 0; k < K; k += 1) sum += Math.exp(out.logit[row + k] / tau - top);
-    let best = 0, score = -Infinity;
+    let total = 0;
     for (let k = 0; k < K; k += 1) {
-      const s = Math.exp(out.logit[row + k] / tau - top) / sum / exponentials[row + k];
-      if (s > score) { score = s; best = k; }
+      w[k] = Math.exp(out.logit[row + k] / tau - top);
+      total += w[k];
     }
-    z[i] = out.mu[row + best] + Math.exp(out.logSigma[row + best]) * Math.sqrt(tau) * normals[i];
+    const target = uniforms[i] * total;
+    let running = 0, pick = 0;
+    for (let k = 0; k < K - 1; k += 1) {
+      running += w[k];
+      if (running <= target) pick += 1;
+    }
+    z[i] = out.mu[row + pick] + Math.exp(out.logSigma[row + pick]) * Math.sqrt(tau) * normals[i];
   }
   return z;
 }
@@ -188,14 +194,14 @@ function stepOnce() {
       ? controllerInput(await controllerOutputs(dream.z, dream.state))
       : keysInput(view.lastStep && view.lastStep.input);
     const out = await mStep(dream.z, input, dream.state);
-    const exponentials = Float64Array.from({ length: Z * K }, dream.rng.exponential);
+    const uniforms = Float64Array.from({ length: Z }, dream.rng.uniform);
     const normals = Float64Array.from({ length: Z }, dream.rng.normal);
     const tau = view.tau;
-    const z = sampleZ(out, tau, exponentials, normals);
+    const z = sampleZ(out, tau, uniforms, normals);
     view.lastStep = { // what tests read: the step's input, tau, M's mixture, the draws and the z they gave
       tau, input, z: Array.from(z), reward: out.reward, done: out.done,
       out: { logit: Array.from(out.logit), mu: Array.from(out.mu), logSigma: Array.from(out.logSigma) },
-      exponentials: Array.from(exponentials), normals: Array.from(normals),
+      uniforms: Array.from(uniforms), normals: Array.from(normals),
     };
     Object.assign(dream, { z, state: out.state, t: dream.t + 1, reward: out.reward, done: out.done });
     dream.total += out.reward;
@@ -279,9 +285,9 @@ function compareReset() {
 function compareStep() {
   return exclusive(async () => {
     const out = await mStep(compare.z, real.actions[compare.t], compare.state);
-    const exponentials = Float64Array.from({ length: Z * K }, compare.rng.exponential);
+    const uniforms = Float64Array.from({ length: Z }, compare.rng.uniform);
     const normals = Float64Array.from({ length: Z }, compare.rng.normal);
-    compare.z = sampleZ(out, view.tau, exponentials, normals);
+    compare.z = sampleZ(out, view.tau, uniforms, normals);
     compare.state = out.state;
     compare.realReturn += real.rewards[compare.t];
     compare.dreamReturn += out.reward;
@@ -378,14 +384,14 @@ window.__dream = {
 
 // M stepped from a start (an index into dream.json's starts, or 'real') on given actions and draws: the z after
 // each step, with M's reward and done probability. The same mStep and sampleZ as the dream above.
-window.__dreamTest = (start, actions, exponentials, normals, tau) => exclusive(async () => {
+window.__dreamTest = (start, actions, uniforms, normals, tau) => exclusive(async () => {
   const s = start === 'real' ? real : spec.starts[start];
   let z = Float32Array.from(s.z);
   let state = stateTensors(s.state);
   const result = { z: [Array.from(z)], reward: [], done: [] };
   for (let t = 0; t < actions.length; t += 1) {
     const out = await mStep(z, actions[t], state);
-    z = sampleZ(out, tau, exponentials[t], normals[t]);
+    z = sampleZ(out, tau, uniforms[t], normals[t]);
     state = out.state;
     result.z.push(Array.from(z));
     result.reward.push(out.reward);
