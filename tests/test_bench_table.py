@@ -115,6 +115,8 @@ README_RATIOS = [
      r"- FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched: (\S+)×"),
     (r"runs \*\*(\S+)×\*\* real-env evaluation on the same 2 cores",
      r"- dream on 2 threads / real-env evaluation \(FastCarRacing, 2 processes\): (\S+)×"),
+    (r"controller evaluation runs at \*\*(\S+)\*\* of the bare env",
+     r"- evaluation / bare env \(2 processes\), V's encoder in int8 \(the fastest precision\): (\S+)×"),
 ]
 
 
@@ -132,7 +134,7 @@ def test_the_readme_quotes_the_published_run_and_holds_no_table_of_its_own():
 
 def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():
     """The published block is the bench's last full run (with envpool installed): its EnvPool rows and its three
-    target lines."""
+    target lines, and the line of the evaluation target at V's fastest precision."""
     block = _published("docs/benchmarks.md")
     assert "| EnvPool CarRacing-v3 (C++), 1 env, 1 thread, the same turns |" in block
     assert "| EnvPool CarRacing-v3 (C++), 8 envs batched, 1 thread, the same turns |" in block
@@ -141,4 +143,5 @@ def test_the_docs_block_holds_the_envpool_rows_and_a_line_per_target():
         "- FastCarRacing / EnvPool CarRacing-v3, 1 env",
         "- FastCarRacingVector / EnvPool CarRacing-v3, 8 envs batched",
         "- dream on 2 threads / real-env evaluation",
+        "- evaluation / bare env",
     ]
