@@ -17,9 +17,9 @@
 5. Storing a collected episode (300 steps of Brownian FastCarRacing): staging it (one compressed file),
    then packing it into a shard.
 6. One dream step at bench.py's batch (64 candidates × 16 starts = 1024 dreams, untrained M with LSTM 256,
-   one CPU thread), timed by part: M's LSTM step, M's mixture head, the component draw (exponential draws and
-   the argmax), C (its batched product and the action mapping); the rest is z's Gaussian noise, the gathers,
-   the done and reward bookkeeping and the loop itself.
+   one CPU thread), timed by part: M's LSTM step, M's mixture head, z's draw (the uniforms and normals, the
+   component pick and the gathers: models/mixture_sampler.py), C (its batched product and the action mapping);
+   the rest is the done and reward bookkeeping and the loop itself.
 """
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def dream_parts(pop: int = 64, trials: int = 16, steps: int = 100) -> dict[str, 
         timers = Timers()
         timers.wrap(player.m.core, "step", "M's LSTM step")
         timers.wrap(player.m.head, "forward", "M's mixture head")
-        timers.wrap(mdnrnn, "components", "component draw")
+        timers.wrap(mdnrnn, "draw", "z's draw")
         timers.wrap(dream_env, "batched", "C's batched product")
         timers.wrap(dream_env, "controller_actions", "C's action mapping")
         start = time.perf_counter()
