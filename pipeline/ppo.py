@@ -173,8 +173,8 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
                 seeds = episode_seeds(args.seed, Purpose.SELECTION, iteration, args.eval_episodes)
                 scores, steps = play(self.model, scorer, seeds)
                 row.update(eval_mean=scores.mean(), eval_std=scores.std(), env_steps=row["env_steps"] + steps)
-                kept = scores.mean() > best
-                if kept:
+                improved = scores.mean() > best
+                if improved:
                     best = float(scores.mean())
                     save(self.model, run / BEST, fingerprint)
             row["seconds"] = time.monotonic() - self.start
@@ -184,7 +184,7 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
                 save(self.model, run / BEST, fingerprint)
             shown = ""
             if "eval_mean" in row:
-                verdict = "kept: the best so far" if kept else f"the kept one scored {best:.1f}"
+                verdict = "kept: the best so far" if improved else f"the kept one scored {best:.1f}"
                 shown = f", policy scored {row['eval_mean']:.1f} ± {row['eval_std']:.1f} on selection episodes ({verdict})"
             returns = f"episodes {row['mean']:.1f} (best {row['best']:.1f})" if finished else "no episode ended"
             progress_write(f"iteration {iteration}: {self.model.num_timesteps:,} steps, {returns}{shown}")
