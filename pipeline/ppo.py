@@ -169,23 +169,23 @@ def train(args: argparse.Namespace, world: WorldModel, open_log, progress_write)
                 row["dream_steps"] = per_iteration
             if finished:
                 row.update(best=max(finished), mean=float(np.mean(finished)), worst=min(finished))
+            shown = ""
             if iteration % args.eval_every == 0 or self.model.num_timesteps >= args.timesteps:
                 seeds = episode_seeds(args.seed, Purpose.SELECTION, iteration, args.eval_episodes)
                 scores, steps = play(self.model, scorer, seeds)
                 row.update(eval_mean=scores.mean(), eval_std=scores.std(), env_steps=row["env_steps"] + steps)
-                improved = scores.mean() > best
-                if improved:
+                if scores.mean() > best:
                     best = float(scores.mean())
                     save(self.model, run / BEST, fingerprint)
+                    verdict = "kept: the best so far"
+                else:
+                    verdict = f"the kept one scored {best:.1f}"
+                shown = f", policy scored {scores.mean():.1f} ± {scores.std():.1f} on selection episodes ({verdict})"
             row["seconds"] = time.monotonic() - self.start
             log.write(**row)
             save(self.model, run / CHECKPOINT, fingerprint)
             if not (run / BEST).exists():
                 save(self.model, run / BEST, fingerprint)
-            shown = ""
-            if "eval_mean" in row:
-                verdict = "kept: the best so far" if improved else f"the kept one scored {best:.1f}"
-                shown = f", policy scored {row['eval_mean']:.1f} ± {row['eval_std']:.1f} on selection episodes ({verdict})"
             returns = f"episodes {row['mean']:.1f} (best {row['best']:.1f})" if finished else "no episode ended"
             progress_write(f"iteration {iteration}: {self.model.num_timesteps:,} steps, {returns}{shown}")
             self.start, self.finished = time.monotonic(), []

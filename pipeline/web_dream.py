@@ -10,8 +10,8 @@
 
 The networks run only in ONNX Runtime Web; the page's own script samples z_{t+1} from M's mixture outputs as
 ``models.mdnrnn.sample`` does (``models.mixture_sampler.sample_with_draws`` is that sampler with its random draws
-given, which the page's test hook is checked against), maps held keys to actions through a table made here from the source's
-own ``keyboard_action``, and C's outputs to actions through curves made from its ``controller_action``.
+given, which the page's test hook is checked against), maps held keys to actions through a table made here from the
+source's own ``keyboard_action``, and C's outputs to actions through curves made from its ``controller_action``.
 """
 from __future__ import annotations
 

@@ -287,10 +287,8 @@ def check_temperature_reaches_m(page) -> None:
     last = info(page)["lastStep"]
     assert last["tau"] == pytest.approx(0.3)
     z = len(last["z"])
-    out = MDNOutput(*(torch.tensor(last["out"][name]).reshape(1, z, -1) for name in ("logit", "mu", "logSigma")),
-                    torch.zeros(1), torch.zeros(1))
-    want = sample_with_draws(out.logit_pi, out.mu, out.log_sigma, 0.3,
-                             torch.tensor(last["uniforms"], dtype=torch.float64).reshape(1, z),
+    logit, mu, log_sigma = (torch.tensor(last["out"][name]).reshape(1, z, -1) for name in ("logit", "mu", "logSigma"))
+    want = sample_with_draws(logit, mu, log_sigma, 0.3, torch.tensor(last["uniforms"], dtype=torch.float64).reshape(1, z),
                              torch.tensor(last["normals"]).reshape(1, z))
     np.testing.assert_allclose(last["z"], want[0].numpy(), atol=1e-5)
     page.locator("#tau").fill("1.15")
