@@ -64,19 +64,22 @@ class WorldModel:
                 Path(tmp, name).write_bytes(blob)
             yield cls.load(Path(tmp), env, state), Path(tmp)
 
-    def check_controller(self, ctrl: dict, path: Path) -> None:
-        """Refuse C's checkpoint ``ctrl`` (read from ``path``) if its sizes do not fit these V and M, or it was evolved
-        on other V and M than these."""
+    def check_controller(self, ctrl: dict, path: Path, flag: str | None = None) -> None:
+        """Refuse C's checkpoint ``ctrl`` (read from ``path``; given by ``flag``, if a flag named it) if its sizes do not
+        fit these V and M, or it was evolved on other V and M than these."""
         if ctrl["config"]["in_dim"] != self.controller_in or ctrl["config"]["out_dim"] != self.controller_out:
+            remedy = f"pass {flag} a controller evolved on them" if flag else "retrain it with 04_train_controller.py"
             raise UsageError(f"{path} has {ctrl['config']} inputs/outputs, but V and M of this run give "
-                             f"{self.controller_in} → {self.controller_out}: retrain it with 04_train_controller.py")
-        check_controller(ctrl, path, self.fingerprint())
+                             f"{self.controller_in} → {self.controller_out}: {remedy}")
+        check_controller(ctrl, path, self.fingerprint(), flag)
 
-    def load_controller(self, path: Path) -> dict:
-        """C's checkpoint at ``path``, refused in one line if it is missing, damaged or does not fit these V and M
-        (``check_controller``)."""
+    def load_controller(self, path: Path, flag: str | None = None) -> dict:
+        """C's checkpoint at ``path`` (given by ``flag``, if a flag named it), refused in one line if it is missing,
+        damaged or does not fit these V and M (``check_controller``)."""
+        if flag and not path.exists():
+            raise UsageError(f"{flag} {path}: no such file; pass the controller.pt of a run with these V and M")
         ctrl = checkpoint.load(path, "04_train_controller.py")
-        self.check_controller(ctrl, path)
+        self.check_controller(ctrl, path, flag)
         return ctrl
 
     @property
@@ -98,15 +101,20 @@ def fingerprint_of(vae_weights: dict, mdnrnn_weights: dict) -> str:
                                     **{f"mdnrnn.{k}": v for k, v in mdnrnn_weights.items()}})
 
 
-def check_controller(ctrl: dict, path: Path, world: str) -> None:
+def check_controller(ctrl: dict, path: Path, world: str, flag: str | None = None) -> None:
     """C's checkpoint records the fingerprint of the V and M it was evolved on (``"world"``); refuse it, in one
     line, when that is not ``world`` (V or M retrained since): it would be scored, dreamed with or shipped on
-    a world it never saw. A checkpoint that records none (an older version's) cannot tell, and is taken as it is."""
+    a world it never saw. A checkpoint that records none (an older version's) cannot tell, and is taken as it is.
+    ``flag``: the flag that named ``path``, if one did (the remedy is then another controller, not a new C)."""
     made_on = ctrl.get("world")
-    if made_on is not None and made_on != world:
-        raise UsageError(f"{path} was evolved on another V and M than this run's (retrained since?): delete it and "
-                         f"{path.parent / 'es_state.pkl'}, and run 04_train_controller.py again to evolve C on the "
-                         "current ones, or restore the vae.pt and mdnrnn.pt it was evolved on")
+    if made_on is None or made_on == world:
+        return
+    if flag:
+        raise UsageError(f"{flag} {path} was evolved on another V and M than this run's: pass {flag} a controller "
+                         "evolved on this run's vae.pt and mdnrnn.pt")
+    raise UsageError(f"{path} was evolved on another V and M than this run's (retrained since?): delete it and "
+                     f"{path.parent / 'es_state.pkl'}, and run 04_train_controller.py again to evolve C on the "
+                     "current ones, or restore the vae.pt and mdnrnn.pt it was evolved on")
 
 
 # Sources whose ``controller_action`` computes each action component from C's outputs by elementwise numpy

@@ -14,6 +14,7 @@ from conftest import ROOT, copy_run, rows, run_stage  # noqa: F401  (ROOT puts t
 from data.store import RolloutStore
 from models.controller import batched
 from models.mdnrnn import MDNRNN, MDNOutput, MDNRNNConfig, loss, reward_loss
+from pipeline.contract import checkpoint
 from pipeline.contract.runconfig import latents_path
 from pipeline.dream_env import begin, controller_actor, dream, reward_of
 from pipeline.dream_vector_env import DreamVectorEnv, stable_baselines_env
@@ -198,6 +199,48 @@ def test_iterate_runs_rounds_resumes_and_records_them(tiny_run, tmp_path):
     assert "Iterative training, round by round" in page and page.count("<tr>") >= 4
     out = run_stage("04_train_controller.py", "--run", run, "--steps", "20", "--workers", "2", "--evaluate", "2")
     assert "controller score over 2 episodes" in out.stdout
+
+
+def test_iterate_improves_a_given_controller_in_the_env_with_v_in_int8(tiny_run, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run["data"], data)
+    given = tmp_path / "given.pt"
+    shutil.copy(tiny_run["run"] / "controller.pt", given)
+    flags = copy_run(tiny_run, tmp_path / "run", drop=("controller.pt", "es_state.pkl", "latents.h5"))
+    flags[1] = data
+    tiny = ["--episodes-per-round", "2", "--finetune-epochs", "1", "--seq-len", "16", "--batch", "4",
+            "--generations", "1", "--pop", "4", "--trials", "2", "--steps", "30", "--score-episodes", "2",
+            "--calibration-episodes", "1", "--workers", "2", "--train-in", "env", "--v-precision", "int8"]
+    out = run_stage("iterate.py", *flags, "--rounds", "2", "--init-from", given, *tiny)
+    run = tmp_path / "run"
+    assert "V's encoder in int8" in out.stdout and (run / "vae_int8.onnx").exists()
+    # Round 0's C is the given one, scored but not evolved: no dream, no generation.
+    round0 = checkpoint.load(run / "rounds" / "controller_0.pt", "iterate.py")
+    assert torch.equal(round0["params"], checkpoint.load(given, "test")["params"])
+    assert round0["generation"] == 0 and "--init-from" in round0["params_from"]
+    table = rows(run / "metrics" / "rounds.csv")
+    assert [int(r["round"]) for r in table] == [0, 1]
+    # Round 0 dreamed only its calibration episode (at most --steps); round 1 trained in the env, so it dreamed as little.
+    assert np.isnan(float(table[0]["c_dream_return"])) and 0 < int(table[0]["dream_steps"]) <= 30
+    assert 0 < int(table[1]["dream_steps"]) - int(table[0]["dream_steps"]) <= 30
+    # Round 1 collected with it, fine-tuned M, and evolved C from it in the env.
+    assert {(r.policy, r.round) for r in RolloutStore(data).index()} == {("brownian", 0), ("controller", 1)}
+    round1 = checkpoint.load(run / "rounds" / "controller_1.pt", "iterate.py")
+    assert round1["generation"] == 1 and not torch.equal(round1["params"], round0["params"])
+
+
+def test_iterate_refuses_a_controller_of_another_world(tiny_run, tmp_path):
+    flags = copy_run(tiny_run, tmp_path / "run", drop=("controller.pt", "es_state.pkl"))
+    other = tmp_path / "other.pt"
+    ctrl = checkpoint.load(tiny_run["run"] / "controller.pt", "test")
+    checkpoint.save(other, {**ctrl, "params": torch.zeros(ctrl["params"].numel() + 3), "world": "another"})
+    proc = run_stage("iterate.py", *flags, "--rounds", "1", "--init-from", other, "--train-in", "env",
+                     "--generations", "1", "--pop", "4", "--trials", "1", "--steps", "20", "--workers", "1",
+                     check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--init-from {other} was evolved on another V and M" in proc.stderr
+    missing = run_stage("iterate.py", *flags, "--rounds", "1", "--init-from", tmp_path / "none.pt", check=False)
+    assert missing.returncode == 2 and f"--init-from {tmp_path / 'none.pt'}: no such file" in missing.stderr
 
 
 def test_04_trains_ppo_inside_the_dream_and_scores_it_in_the_real_env(tiny_run, tmp_path):

@@ -130,5 +130,5 @@ def test_init_from_starts_the_evolution_at_a_trained_controller_and_only_there(t
     torch.save({**torch.load(init, weights_only=True), "world": "0" * 64}, foreign)
     fresh = copy_run(tiny_run, tmp_path / "fresh", drop=NOT_04)
     other = run_stage("04_train_controller.py", *fresh, *command[:-1], foreign, check=False)
-    assert_one_line_error(other, str(foreign), "another V and M")
+    assert_one_line_error(other, f"--init-from {foreign}", "another V and M", "pass --init-from a controller")
     assert not (tmp_path / "fresh" / "es_state.pkl").exists()

@@ -27,10 +27,12 @@ run's controller.pt is the last round's.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
 import time
+from pathlib import Path
 
 import cma
 import numpy as np
@@ -50,6 +52,7 @@ from pipeline.contract.runconfig import atomic_write_text, load_config, save_sta
 from pipeline.contract.seeding import Purpose, cma_normal, episode_seeds
 from pipeline.controller_policy import controller_files
 from pipeline.dream_env import DreamEvaluator, controller_actor, dream, record_real_episode
+from pipeline.encoder_precision import FP32, PRECISIONS, Precision, prepare
 from pipeline.evolution import Evaluator
 from pipeline.reporting import plots
 from pipeline.reporting.metrics import CsvLog
@@ -79,6 +82,9 @@ def parser() -> Parser:
     p.add_argument("--pop", type=cli.episodes, default=32, help="CMA-ES population size")
     p.add_argument("--trials", type=cli.episodes, default=16, help="episodes per candidate (dream or env)")
     p.add_argument("--sigma", type=positive_float, default=0.1, help="CMA-ES step size at the start of each round")
+    p.add_argument("--init-from", type=Path, metavar="CONTROLLER",
+                   help="round 0's C: this controller.pt, evolved on this run's V and M (checked), instead of one CMA-ES "
+                        "evolves from 0 in round 0; the loop then improves a trained C")
     p.add_argument("--dream-steps", type=cli.steps, default=300, help="cap on a dream episode's length")
     p.add_argument("--temperature", type=positive_float, default=1.15, help="τ of M's sampling in the dream")
     p.add_argument("--reward-penalty", type=nonneg_float, default=0.0,
@@ -91,6 +97,10 @@ def parser() -> Parser:
     p.add_argument("--calibration-episodes", type=cli.episodes, default=4,
                    help="of those, how many are dreamed again from their first frame (M's calibration)")
     p.add_argument("--workers", type=cli.workers, default=os.cpu_count(), help="real-env worker processes")
+    p.add_argument("--v-precision", choices=PRECISIONS, default="fp32", metavar="P",
+                   help="V's encoder wherever C plays the real env (collection, training in the env, scoring): fp32 (V "
+                        "as trained), bf16, or int8 (ONNX Runtime, calibrated on the run's frames, cached in "
+                        "<run>/vae_int8.onnx); M's calibration replays its episodes with V in fp32")
     return p
 
 
@@ -177,7 +187,7 @@ class Rounds:
         args = self.args
         job = CollectJob(env=args.env, state=args.state, data=str(args.data), seed=self.collect_seed(), policy="controller",
                          max_steps=self.collect_steps(), shard_size=100, round=r,
-                         controller=controller_files(self.run_dir), noise=args.noise)
+                         controller=controller_files(self.run_dir), noise=args.noise, v_precision=self.precision)
         present, added = collect(job, args.episodes_per_round, args.workers, progress=True)
         return present + added
 
@@ -280,10 +290,27 @@ class Rounds:
         path = self.folder / f"controller_{r - 1}.pt"
         return checkpoint.load(path, "iterate.py")["params"].numpy().astype(np.float64) if r > 0 else np.zeros(dim)
 
+    @functools.cached_property
+    def precision(self) -> Precision:
+        """V's encoder in the real-env workers (--v-precision), made once: int8's model is calibrated on the run's
+        frames the first time, then read from the run."""
+        args = self.args
+        if args.v_precision == "fp32":
+            return FP32
+        return prepare(args.v_precision, self.run_dir, args.data, args.env, self.collect_seed(), self.collect_steps())
+
+    def evaluator(self) -> Evaluator:
+        args = self.args
+        return Evaluator(self.run_dir, args.env, args.state, args.steps, args.workers, precision=self.precision)
+
     def train_controller(self, r: int) -> float:
         args = self.args
         self.latents()  # dreams start from every stored episode's frames, the newest round's included
         world = self.world()
+        if r == 0 and args.init_from is not None:
+            params = world.load_controller(args.init_from, "--init-from")["params"].numpy().astype(np.float32)
+            self.save_controller(r, world, params, f"{args.init_from}, given as round 0's C (--init-from)", 0)
+            return float("nan")
         places = {"dream": ["dream"], "env": ["env"], "both": ["dream", "env"]}[args.train_in]
         es_path = self.folder / f"es_{r}.pkl"
         if es_path.exists():
@@ -298,7 +325,7 @@ class Rounds:
         dreamer = DreamEvaluator(world, self.run_dir / "latents.h5", args.dream_steps, args.temperature,
                                  torch.device("cpu"), threads=min(args.workers, os.cpu_count() or 1),
                                  reward_penalty=args.reward_penalty) if "dream" in places else None
-        evaluator = Evaluator(self.run_dir, args.env, args.state, args.steps, args.workers) if "env" in places else None
+        evaluator = self.evaluator() if "env" in places else None
         try:
             while saved["done"] < total:
                 g = saved["done"]
@@ -329,15 +356,19 @@ class Rounds:
             dream_return = float(returns.mean())
         else:
             dream_return = float("nan")
+        self.save_controller(r, world, params, f"CMA mean after round {r} of iterate.py", saved["done"])
+        return dream_return
+
+    def save_controller(self, r: int, world: WorldModel, params: np.ndarray, params_from: str, generations: int) -> None:
+        """Round r's C, as rounds/controller_<r>.pt and as the run's controller.pt."""
         ckpt = {"config": {"in_dim": world.controller_in, "out_dim": world.controller_out},
-                "params": torch.from_numpy(params), "params_from": f"CMA mean after round {r} of iterate.py",
-                "score_mean": float("nan"), "score_std": float("nan"), "generation": saved["done"],
+                "params": torch.from_numpy(params), "params_from": params_from,
+                "score_mean": float("nan"), "score_std": float("nan"), "generation": generations,
                 "mean": torch.from_numpy(params), "best_candidate": torch.from_numpy(params),
-                "best_candidate_fitness": float("nan"), "trained_in": args.train_in,
+                "best_candidate_fitness": float("nan"), "trained_in": self.args.train_in,
                 "world": world.fingerprint()}
         checkpoint.save(self.folder / f"controller_{r}.pt", ckpt)
         checkpoint.save(self.run_dir / "controller.pt", ckpt)
-        return dream_return
 
     # -- 5. score ------------------------------------------------------------------------------
     def score(self, r: int) -> dict:
@@ -345,7 +376,7 @@ class Rounds:
         world = self.world()
         params = checkpoint.load(self.folder / f"controller_{r}.pt", "iterate.py")["params"].numpy()
         seeds = episode_seeds(args.seed, Purpose.SELECTION, ROUND_INDEX + r, args.score_episodes)
-        with Evaluator(self.run_dir, args.env, args.state, args.steps, args.workers) as evaluator:
+        with self.evaluator() as evaluator:
             returns, steps = evaluator.scores(params, seeds, max(1, args.score_episodes // args.workers))
         self.state["score_steps"] += int(steps)
         dreamed, real = [], []

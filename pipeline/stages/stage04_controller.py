@@ -226,7 +226,7 @@ def initial_mean(args: argparse.Namespace, world: WorldModel) -> np.ndarray | No
     """--init-from: the parameters of a controller evolved on this run's V and M (checked), as CMA-ES's first mean."""
     if args.init_from is None:
         return None
-    return world.load_controller(args.init_from)["params"].numpy().astype(np.float64)
+    return world.load_controller(args.init_from, "--init-from")["params"].numpy().astype(np.float64)
 
 
 def evolve(args: argparse.Namespace, world: WorldModel, in_dream: bool) -> None:
