@@ -277,6 +277,30 @@ def bench_encoder(batches: tuple[int, ...], rounds: int) -> dict[str, list[float
     return rates
 
 
+def bench_crop_resize(rounds: int) -> tuple[float, float]:
+    """CarRacing's preprocessing, frames/s on one thread, timed in turns on real FastCarRacing frames: Pillow's
+    bilinear resize (as ``crop_resize`` called it before) against ``envs.resample`` (what it calls now; the same
+    bytes)."""
+    from PIL import Image
+
+    from envs.carracing import CROP_ROWS, FRAME, crop_resize
+
+    env = envs.get("carracing").make(200)
+    obs, _ = env.reset(seed=0)
+    frames = [env.step(np.array([0.0, 0.3, 0.0], np.float32))[0] for _ in range(64)]
+    env.close()
+
+    def pillow():
+        return [np.asarray(Image.fromarray(f[:CROP_ROWS]).resize((FRAME, FRAME), Image.BILINEAR)) for f in frames]
+
+    def compiled():
+        return [crop_resize(f) for f in frames]
+
+    assert all(np.array_equal(a, b) for a, b in zip(pillow(), compiled()))
+    seconds = alternating([pillow, compiled], rounds=rounds)
+    return len(frames) / seconds[0], len(frames) / seconds[1]
+
+
 def precision_rows(n: int, scale: int) -> tuple[list[tuple], Target]:
     """The rows of V's encoder at each precision (images/s at batch 1, 2, 4 and 8; controller evaluation on
     FastCarRacing with ``n`` processes against the bare env, each measured ``scale`` times in turns), and the
@@ -290,6 +314,11 @@ def precision_rows(n: int, scale: int) -> tuple[list[tuple], Target]:
         ratio = "1.00 (baseline)" if name == "fp32" else " / ".join(f"{r / f:.2f}" for r, f in zip(rates, fp32)) + " × fp32"
         rows.append((f"V's encoder in {name}, 1 thread, batch {sizes}", " / ".join(f"{r:,.0f}" for r in rates) + " images/s",
                      ratio))
+    pillow, compiled = bench_crop_resize(rounds=8 * scale)
+    rows.append(("CarRacing's crop and resize to 64×64, 1 thread: Pillow's bilinear resize, one frame a call",
+                 f"{pillow:,.0f} frames/s", "1.00 (baseline)"))
+    rows.append(("the same bytes from envs.resample (crop_resize now)", f"{compiled:,.0f} frames/s",
+                 f"{compiled / pillow:.2f} × Pillow"))
     batch, steps = 4 * scale, 100 * scale
     kinds = ["bare", *PRECISIONS]
     rates = {kind: [] for kind in kinds}

@@ -92,7 +92,7 @@ def evaluation_parts(precision: str = "fp32", batch: int = 12, steps: int = 300)
     timers.wrap(player.lockstep, "reset", "env reset")
     timers.wrap(source, "preprocess", "crop and resize")
     timers.wrap(player, "encode", "V encoder")
-    timers.wrap(world.mdnrnn, "step", "M step")
+    timers.wrap(world.mdnrnn, "advance", "M step")
     timers.wrap(source, "controller_action", "C action mapping")
     start = time.perf_counter()
     _, n = player.play(params, list(range(batch)))
@@ -152,8 +152,8 @@ def model_precisions(batches: tuple[int, ...] = (1, 12), repeat: int = 60) -> tu
     z, a = torch.randn(batch, 32), torch.rand(batch, 3)
     state = m.initial_state(batch)
     state_bf16 = tuple(t.to(torch.bfloat16) for t in state)
-    steps = {"fp32": lambda: m.step(z, a, state), "bf16": lambda: m_bf16.step(z.bfloat16(), a.bfloat16(), state_bf16),
-             "int8 (dynamic)": lambda: m_int8.step(z, a, state)}
+    steps = {"fp32": lambda: m.advance(z, a, state), "bf16": lambda: m_bf16.advance(z.bfloat16(), a.bfloat16(), state_bf16),
+             "int8 (dynamic)": lambda: m_int8.advance(z, a, state)}
     with torch.inference_mode():
         m_times = alternating(list(steps.values()), rounds=4, calls=repeat)
     return v, {name: 1e3 * t / batch for name, t in zip(steps, m_times)}

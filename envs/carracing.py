@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from PIL import Image
 
 from envs.base import EnvSource, arrows
 from envs.fast_carracing import FAST_ID, FastCarRacing  # noqa: F401 (FastCarRacing: re-exported)
 from envs.fast_carracing_vector import FastCarRacingVector
+from envs.resample import resize
 
 FRAME = 64
 CROP_ROWS = 84  # the top 84 of 96 rows: drops the dashboard
@@ -19,9 +19,9 @@ BRAKE = 0.8  # keyboard play: Gymnasium's own keyboard play brakes at 0.8, as a 
 
 
 def crop_resize(obs: np.ndarray) -> np.ndarray:
-    """(96, 96, 3) uint8 → (64, 64, 3) uint8: dashboard cropped, then resized (bilinear)."""
-    img = Image.fromarray(obs[:CROP_ROWS])
-    return np.asarray(img.resize((FRAME, FRAME), Image.BILINEAR), dtype=np.uint8)
+    """(96, 96, 3) uint8 → (64, 64, 3) uint8: dashboard cropped, then resized as Pillow's bilinear filter does
+    (``envs.resample``: Pillow's bytes, compiled)."""
+    return resize(np.asarray(obs, dtype=np.uint8)[None, :CROP_ROWS], FRAME, FRAME)[0]
 
 
 class CarRacing(EnvSource):

@@ -89,6 +89,11 @@ class MDNRNN(nn.Module):
         features, state = self.core.step(torch.cat([z, a], dim=-1), state, dream)
         return self._heads(features), state
 
+    def advance(self, z: torch.Tensor, a: torch.Tensor, state: State) -> State:
+        """z (B, Z), a (B, A) → the next state alone: ``step`` without the heads, for a loop that reads M's state
+        and not its predictions (C in the real env). The state is ``step``'s, bit for bit."""
+        return self.core.step(torch.cat([z, a], dim=-1), state, False)[1]
+
     def controller_features(self, state: State) -> torch.Tensor:
         return self.core.controller_features(state)
 

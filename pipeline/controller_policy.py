@@ -67,7 +67,7 @@ class ControllerPolicy:
         mu, logvar = self.encode(np.array(frame[None]))
         z = sample_z(mu, logvar, torch.from_numpy(self.rng.standard_normal(mu.shape, dtype=np.float32)))
         if self.last is not None:
-            _, self.m_state = w.mdnrnn.step(*self.last, self.m_state)
+            self.m_state = w.mdnrnn.advance(*self.last, self.m_state)
         out = batched(self.params, torch.cat([z, w.mdnrnn.controller_features(self.m_state)], dim=1),
                       w.controller_out).numpy()
         if self.noise > 0:

@@ -92,7 +92,7 @@ class FeatureEnv(gym.Env):
         env_action = int(action) if source.discrete else source.controller_action(np.asarray(action, np.float32))
         obs, reward, terminated, truncated, info = self.env.step(env_action)
         a = torch.from_numpy(source.encode_actions(source.stored_actions([env_action])))
-        _, self.state = self.world.mdnrnn.step(self.z, a, self.state)
+        self.state = self.world.mdnrnn.advance(self.z, a, self.state)
         return self._see(obs), float(reward), terminated, truncated, info
 
     def close(self) -> None:

@@ -60,15 +60,18 @@ class RealEvaluator:
             out = batched(params_t, torch.cat([z, w.mdnrnn.controller_features(state)], dim=1), w.controller_out)
             actions = controller_actions(w.source, out.numpy())
             running = np.flatnonzero(alive)
-            results = self.lockstep.step(running, [actions[i] for i in running])
-            for i, (ob, reward, terminated, truncated) in zip(running, results):
+            obs, rewards, terminated, truncated = zip(*self.lockstep.step(running, [actions[i] for i in running]))
+            for i, ob in zip(running, obs):
                 frames[i] = w.source.preprocess(ob)
-                returns[i] += reward
-                played[i] += 1
-                quiet[i] = 0 if reward > 0 else quiet[i] + 1
-                alive[i] = not (terminated or truncated)
-                if alive[i] and patience and quiet[i] >= patience:
-                    returns[i] += float(reward) * (self.max_steps - played[i])
-                    alive[i] = False
-            _, state = w.mdnrnn.step(z, torch.from_numpy(w.source.encode_actions(w.source.stored_actions(actions))), state)
+            rewards = np.array(rewards, dtype=np.float64)
+            returns[running] += rewards
+            played[running] += 1
+            quiet[running] = np.where(rewards > 0, 0, quiet[running] + 1)
+            alive[running] = ~(np.array(terminated) | np.array(truncated))
+            if patience:
+                gave_up = alive[running] & (quiet[running] >= patience)
+                stopped = running[gave_up]
+                returns[stopped] += rewards[gave_up] * (self.max_steps - played[stopped])
+                alive[stopped] = False
+            state = w.mdnrnn.advance(z, torch.from_numpy(w.source.encode_actions(w.source.stored_actions(actions))), state)
         return returns, int(played.sum())
