@@ -1,9 +1,9 @@
 """Pillow's bilinear ``Image.resize`` of a uint8 RGB image, compiled: the same bytes, without Pillow's per-call cost.
 
 CarRacing's preprocessing (``envs.carracing.crop_resize``) shrinks 84 × 96 frames to 64 × 64 with Pillow's
-``BILINEAR`` filter. In the real-env loop that call cost about as much as M's step (`bench/breakdown.py` part 1),
-most of it Pillow's per-image overhead, not arithmetic. This module redoes Pillow's arithmetic (Pillow 9 – 12's
-``libImaging/Resample.c``, unchanged in that span) for this one case, so its frames are byte for byte Pillow's:
+``BILINEAR`` filter, for every frame of every real step. This module redoes the arithmetic of Pillow's 8-bit
+resampling (``libImaging/Resample.c``) in a compiled kernel whose passes run over whole rows in SIMD lanes, so its
+frames are byte for byte Pillow's, in about half the time of a Pillow call (``bench/bench.py --only precision``):
 
 - Each output pixel of a pass reads the input pixels ``xmin .. xmin + n`` around its centre ``(i + 0.5) * scale``,
   with the triangle filter stretched by ``max(scale, 1)``: support ``max(scale, 1)``, weights
@@ -13,7 +13,8 @@ most of it Pillow's per-image overhead, not arithmetic. This module redoes Pillo
   pass then reads that. Each sum starts at half a unit (``1 << 21``), and the result is the sum shifted right by 22
   bits (an arithmetic shift: floor), clipped to 0 .. 255.
 
-``tests/test_resample.py`` compares it with Pillow on random and on CarRacing frames.
+``tests/test_resample.py`` compares it with the installed Pillow (``requirements.lock``) on random images of several
+shapes and on CarRacing frames; a Pillow whose arithmetic changed would fail it.
 """
 from __future__ import annotations
 
