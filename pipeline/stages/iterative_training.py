@@ -52,7 +52,7 @@ from pipeline.contract.runconfig import atomic_write_text, load_config, save_sta
 from pipeline.contract.seeding import Purpose, cma_normal, episode_seeds
 from pipeline.controller_policy import controller_files
 from pipeline.dream_env import DreamEvaluator, controller_actor, dream, record_real_episode
-from pipeline.encoder_precision import FP32, PRECISIONS, Precision, prepare
+from pipeline.encoder_precision import PRECISIONS, Precision, prepare
 from pipeline.evolution import Evaluator
 from pipeline.reporting import plots
 from pipeline.reporting.metrics import CsvLog
@@ -295,8 +295,6 @@ class Rounds:
         """V's encoder in the real-env workers (--v-precision), made once: int8's model is calibrated on the run's
         frames the first time, then read from the run."""
         args = self.args
-        if args.v_precision == "fp32":
-            return FP32
         return prepare(args.v_precision, self.run_dir, args.data, args.env, self.collect_seed(), self.collect_steps())
 
     def evaluator(self) -> Evaluator:
