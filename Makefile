@@ -107,7 +107,7 @@ test: venv $(VENV)/.test-installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal --durations=15 tests
 
 # The unit-level tests (no stage run end to end, no Ray instance): a couple of minutes, for quick iterations.
-FAST_TESTS := test_bench_table test_cores test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \
+FAST_TESTS := test_bench_table test_cores test_resample test_device_paths test_docs_links test_evolution test_fast_carracing test_joint test_latents test_models \
 	test_play_keys test_pool test_runconfig test_shapeherd test_store test_requirements test_layout test_doc_figures \
 	test_dream_figures
 test-fast: venv $(VENV)/.test-installed
