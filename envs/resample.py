@@ -30,13 +30,13 @@ BITS = 22  # fixed-point bits of a weight: 32 - 8 - 2, so that a sum of 8-bit pi
 @functools.cache
 def weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """One pass's plan, in_size → out_size: (out_size, 2) first input index and count per output pixel, and
-    (out_size, K) their fixed-point weights (zero past the count)."""
+    (out_size, K) their fixed-point weights as the kernel multiplies them, int32 (zero past the count)."""
     scale = in_size / out_size
     stretch = max(scale, 1.0)
     support = stretch  # the triangle's support is 1
     taps = int(math.ceil(support)) * 2 + 1
     bounds = np.zeros((out_size, 2), np.int64)
-    fixed = np.zeros((out_size, taps), np.int64)
+    fixed = np.zeros((out_size, taps), np.int32)
     for i in range(out_size):
         centre = (i + 0.5) * scale
         first = max(int(centre - support + 0.5), 0)
@@ -66,7 +66,6 @@ def _resize(images, out, hb, hw, vb, vw):  # pragma: no cover  (compiled; tested
     temp = np.empty((rows, width * channels), np.int32)  # the same, row by row
     acc_h = np.empty(rows * channels, np.int32)
     acc_v = np.empty(width * channels, np.int32)
-    hw32, vw32 = hw.astype(np.int32), vw.astype(np.int32)
     for n in range(images.shape[0]):
         for y in range(rows):
             for x in range(images.shape[2]):
@@ -75,7 +74,7 @@ def _resize(images, out, hb, hw, vb, vw):  # pragma: no cover  (compiled; tested
         for j in range(width):
             acc_h[:] = half
             for t in range(hb[j, 1]):
-                w, col = hw32[j, t], columns[hb[j, 0] + t]
+                w, col = hw[j, t], columns[hb[j, 0] + t]
                 for k in range(acc_h.size):
                     acc_h[k] += col[k] * w
             for k in range(acc_h.size):
@@ -87,7 +86,7 @@ def _resize(images, out, hb, hw, vb, vw):  # pragma: no cover  (compiled; tested
         for i in range(height):
             acc_v[:] = half
             for t in range(vb[i, 1]):
-                w, row = vw32[i, t], temp[vb[i, 0] - top + t]
+                w, row = vw[i, t], temp[vb[i, 0] - top + t]
                 for k in range(acc_v.size):
                     acc_v[k] += row[k] * w
             flat = out[n, i].reshape(acc_v.size)

@@ -303,12 +303,12 @@ class Rounds:
 
     def train_controller(self, r: int) -> float:
         args = self.args
-        self.latents()  # dreams start from every stored episode's frames, the newest round's included
         world = self.world()
-        if r == 0 and args.init_from is not None:
+        if r == 0 and args.init_from is not None:  # checked before any other work, so a wrong file is refused at once
             params = world.load_controller(args.init_from, "--init-from")["params"].numpy().astype(np.float32)
             self.save_controller(r, world, params, f"{args.init_from}, given as round 0's C (--init-from)", 0)
             return float("nan")
+        self.latents()  # dreams start from every stored episode's frames, the newest round's included
         places = {"dream": ["dream"], "env": ["env"], "both": ["dream", "env"]}[args.train_in]
         es_path = self.folder / f"es_{r}.pkl"
         if es_path.exists():
